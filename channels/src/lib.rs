@@ -1,1 +1,4 @@
-//! Data model.
+//! The bftorderer data model: Fabric-layout envelopes and blocks, block
+//! hashes and certificates, channel configuration and genesis.
+
+pub mod block;
