@@ -1,1 +1,7 @@
-//! Orderer.
+//! The bftorderer node.
+//!
+//! - [`consensus`]: the PBFT core, a pure deterministic state machine.
+//! - [`sim`]: the deterministic cluster simulator that proves it.
+
+pub mod consensus;
+pub mod sim;
