@@ -43,12 +43,7 @@ pub fn header_der(number: u64, previous_hash: &[u8], data_hash: &[u8]) -> Vec<u8
 /// The canonical bytes a consenter signs to certify block `number` of
 /// `channel_id` in `epoch`: domain prefix, length-prefixed channel id, epoch,
 /// number and header hash (all integers big-endian).
-pub fn certificate_signing_bytes(
-    channel_id: &str,
-    epoch: u64,
-    number: u64,
-    header_hash: &[u8; HASH_LEN],
-) -> Vec<u8> {
+pub fn certificate_signing_bytes(channel_id: &str, epoch: u64, number: u64, header_hash: &[u8; HASH_LEN]) -> Vec<u8> {
     let channel = channel_id.as_bytes();
     let mut out = Vec::with_capacity(CERTIFICATE_DOMAIN.len() + 4 + channel.len() + 16 + HASH_LEN);
     out.extend_from_slice(CERTIFICATE_DOMAIN);

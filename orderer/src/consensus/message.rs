@@ -173,17 +173,38 @@ pub struct NewView {
 /// The protocol messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
-    PrePrepare { view: View, seq: Seq, batch: Batch },
-    Prepare { view: View, seq: Seq, digest: Digest },
-    Commit { view: View, seq: Seq, digest: Digest },
+    PrePrepare {
+        view: View,
+        seq: Seq,
+        batch: Batch,
+    },
+    Prepare {
+        view: View,
+        seq: Seq,
+        digest: Digest,
+    },
+    Commit {
+        view: View,
+        seq: Seq,
+        digest: Digest,
+    },
     /// A consenter's signature share of a block certificate.
-    BlockSig { seq: Seq, header_hash: Digest, signature: Vec<u8> },
+    BlockSig {
+        seq: Seq,
+        header_hash: Digest,
+        signature: Vec<u8>,
+    },
     ViewChange(ViewChange),
     NewView(NewView),
     /// Requests a backup forwards to the primary.
-    Forward { envelopes: Vec<Vec<u8>> },
+    Forward {
+        envelopes: Vec<Vec<u8>>,
+    },
     /// An idle primary's sign of life.
-    Heartbeat { view: View, executed: Seq },
+    Heartbeat {
+        view: View,
+        executed: Seq,
+    },
 }
 
 /// The kind of a body, for counting and logging.
@@ -218,12 +239,7 @@ impl Body {
     pub fn is_signed(&self) -> bool {
         match self.kind() {
             Kind::ViewChange | Kind::NewView => true,
-            Kind::PrePrepare
-            | Kind::Prepare
-            | Kind::Commit
-            | Kind::BlockSig
-            | Kind::Forward
-            | Kind::Heartbeat => false,
+            Kind::PrePrepare | Kind::Prepare | Kind::Commit | Kind::BlockSig | Kind::Forward | Kind::Heartbeat => false,
         }
     }
 

@@ -22,6 +22,8 @@ pub mod view_change;
 pub use auth::{Crypto, MacKeys};
 pub use message::{Batch, Certificate, Digest, Epoch, Frame, Limits, ReplicaId, Seq, View};
 pub use replica::{Replica, Stats, Tip};
+#[cfg(feature = "mutants")]
+pub use types::Mutant;
 pub use types::{
     compact, Block, CertifiedBlock, Config, DropReason, Durable, Input, Output, Refusal, TxId, Validator,
     ViewChangeReason, VoteKind,

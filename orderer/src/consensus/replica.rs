@@ -42,6 +42,9 @@ pub struct Tip {
     /// The latest stable checkpoint (certificate of a block at a multiple of
     /// K, or the genesis pseudo-certificate).
     pub stable: Certificate,
+    /// Stored blocks still waiting for their certificate: (seq, header hash).
+    /// This replica signs its share again after a restart.
+    pub uncertified: Vec<(Seq, Digest)>,
 }
 
 impl Tip {
@@ -52,6 +55,7 @@ impl Tip {
             header_hash: genesis_hash,
             recent: vec![],
             stable: Certificate { seq: 0, header_hash: genesis_hash, signatures: vec![] },
+            uncertified: vec![],
         }
     }
 }
@@ -128,6 +132,7 @@ pub struct Replica {
     /// The highest block each peer has shown (by a valid signature share).
     peer_executed: BTreeMap<ReplicaId, Seq>,
     view_changes: BTreeMap<View, BTreeMap<ReplicaId, SignedViewChange>>,
+    new_view_sent_to: BTreeMap<ReplicaId, u64>,
     my_view_change: Option<SignedViewChange>,
     my_new_view: Option<NewView>,
     last_from_primary: u64,
@@ -178,6 +183,7 @@ impl Replica {
             uncertified: BTreeMap::new(),
             peer_executed: BTreeMap::new(),
             view_changes: BTreeMap::new(),
+            new_view_sent_to: BTreeMap::new(),
             my_view_change: None,
             my_new_view: None,
             last_from_primary: 0,
@@ -192,6 +198,8 @@ impl Replica {
         for (seq, ids) in tip.recent {
             r.remember(seq, ids);
         }
+        let oldest = r.executed.saturating_sub(4 * r.cfg.window);
+        r.uncertified = tip.uncertified.into_iter().filter(|(s, _)| *s > oldest && *s <= r.executed).collect();
         r.restore(records);
         Ok(r)
     }
@@ -335,6 +343,22 @@ impl Replica {
         assert!(self.recent.len() as u64 <= self.cfg.dedup_window_blocks.max(1), "dedup window over its bound");
     }
 
+    /// Matching votes needed to prepare or commit: a quorum.
+    fn threshold(&self, phase: Phase) -> usize {
+        #[cfg(feature = "mutants")]
+        {
+            use super::types::Mutant;
+            match (self.cfg.mutant, phase) {
+                (Some(Mutant::CommitOnWeakQuorum), Phase::Commit)
+                | (Some(Mutant::PrepareOnWeakQuorum), Phase::Prepare)
+                | (Some(Mutant::WeakQuorum), _) => return self.f + 1,
+                _ => {}
+            }
+        }
+        let _ = phase;
+        self.quorum
+    }
+
     fn drop_msg(&mut self, reason: DropReason, out: &mut Vec<Output>) {
         *self.stats.dropped.entry(reason).or_default() += 1;
         out.push(Output::Dropped { reason });
@@ -374,6 +398,13 @@ impl Replica {
             Some(_) => true,
             None => {
                 self.voted.insert((kind, view, seq), digest);
+                #[cfg(feature = "mutants")]
+                if self.cfg.mutant == Some(super::types::Mutant::SkipPersist) {
+                    // The persist is skipped, but an empty record keeps the
+                    // output shape the callers extend.
+                    out.push(Output::Persist(vec![]));
+                    return true;
+                }
                 out.push(Output::Persist(vec![Durable::Vote { kind, view, seq, digest }]));
                 true
             }
@@ -413,10 +444,9 @@ impl Replica {
         if self.now.saturating_sub(self.last_from_primary) >= self.cfg.heartbeat_timeout_ticks {
             return self.start_view_change(self.view + 1, ViewChangeReason::LeaderSilent, 0, out);
         }
-        let stalled = self
-            .log
-            .range(self.executed + 1..)
-            .any(|(_, s)| s.proposal.is_some() && self.now.saturating_sub(s.accepted_at) >= self.cfg.view_change_timeout_ticks);
+        let stalled = self.log.range(self.executed + 1..).any(|(_, s)| {
+            s.proposal.is_some() && self.now.saturating_sub(s.accepted_at) >= self.cfg.view_change_timeout_ticks
+        });
         if stalled {
             return self.start_view_change(self.view + 1, ViewChangeReason::Stalled, 0, out);
         }
@@ -472,15 +502,22 @@ impl Replica {
                 bodies.push(Body::Commit { view, seq: *seq, digest: d });
             }
         }
+        let mut unsigned = Vec::new();
         for (seq, header_hash) in &self.uncertified {
-            if let Some((_, (h, sig))) = self.block_sigs.get(seq).and_then(|m| m.get_key_value(&me)) {
-                if h == header_hash {
-                    bodies.push(Body::BlockSig { seq: *seq, header_hash: *h, signature: sig.clone() });
+            match self.block_sigs.get(seq).and_then(|m| m.get(&me)) {
+                Some((h, sig)) if h == header_hash => {
+                    bodies.push(Body::BlockSig { seq: *seq, header_hash: *h, signature: sig.clone() })
                 }
+                _ => unsigned.push(*seq),
             }
         }
         for body in bodies {
             self.broadcast(body, out);
+        }
+        // Shares lost in a crash are signed again (the same header: the
+        // choke point allows it).
+        for seq in unsigned {
+            self.sign_block(seq, out);
         }
     }
 
@@ -535,7 +572,8 @@ impl Replica {
                 self.maybe_propose(out);
             }
             Body::Heartbeat { view, executed } => {
-                if view == self.view && from == self.primary_of(view) {
+                // A hint only (state transfer verifies what it fetches).
+                if view >= self.view && from == self.primary_of(view) {
                     self.height_hint = self.height_hint.max(executed.min(self.executed + FETCH_BLOCKS_MAX));
                 }
             }
@@ -678,7 +716,7 @@ impl Replica {
             return;
         }
         let votes = 1 + slot.prepares.count(&d) - usize::from(slot.prepares.has(primary, &d));
-        if votes < self.quorum {
+        if votes < self.threshold(Phase::Prepare) {
             return;
         }
         if !self.cast(VoteKind::Commit, view, seq, d, out) {
@@ -694,9 +732,10 @@ impl Replica {
 
     fn check_committed(&mut self, seq: Seq, out: &mut Vec<Output>) {
         let view = self.view;
+        let Some((pv, d)) = self.log.get(&seq).and_then(|s| s.prepared) else { return };
+        let needed = self.threshold(Phase::Commit);
         let Some(slot) = self.log.get_mut(&seq) else { return };
-        let Some((pv, d)) = slot.prepared else { return };
-        if pv != view || slot.committed.is_some() || slot.commits.count(&d) < self.quorum {
+        if pv != view || slot.committed.is_some() || slot.commits.count(&d) < needed {
             return;
         }
         slot.committed = Some(d);
@@ -725,9 +764,7 @@ impl Replica {
         let envelopes: Vec<Vec<u8>> = batch
             .envelopes
             .iter()
-            .filter(|e| {
-                self.validator.tx_id(e).is_some_and(|id| !self.recent_ids.contains(&id) && seen.insert(id))
-            })
+            .filter(|e| self.validator.tx_id(e).is_some_and(|id| !self.recent_ids.contains(&id) && seen.insert(id)))
             .cloned()
             .collect();
         let data_hash = channels::block::data_hash(&envelopes);
@@ -782,7 +819,14 @@ impl Replica {
         self.check_certified(seq, out);
     }
 
-    fn on_block_sig(&mut self, from: ReplicaId, seq: Seq, header_hash: Digest, signature: Vec<u8>, out: &mut Vec<Output>) {
+    fn on_block_sig(
+        &mut self,
+        from: ReplicaId,
+        seq: Seq,
+        header_hash: Digest,
+        signature: Vec<u8>,
+        out: &mut Vec<Output>,
+    ) {
         let low = self.stable.seq;
         let far = low + 4 * self.cfg.window;
         if seq <= low && !self.uncertified.contains_key(&seq) {
@@ -825,7 +869,7 @@ impl Replica {
         let cert = Certificate { seq, header_hash: mine, signatures: matching };
         self.uncertified.remove(&seq);
         out.push(Output::Certified(cert.clone()));
-        if seq % self.cfg.checkpoint_interval == 0 {
+        if seq.is_multiple_of(self.cfg.checkpoint_interval) {
             self.make_stable(cert, out);
         }
     }
@@ -850,7 +894,9 @@ impl Replica {
         let live: HashSet<Digest> = self
             .log
             .values()
-            .flat_map(|s| s.proposal.iter().chain(s.prepared.iter()).map(|(_, d)| *d).chain(s.preprepared.iter().map(|(_, d)| *d)))
+            .flat_map(|s| {
+                s.proposal.iter().chain(s.prepared.iter()).map(|(_, d)| *d).chain(s.preprepared.iter().map(|(_, d)| *d))
+            })
             .collect();
         self.batches.retain(|d, _| live.contains(d));
         self.maybe_propose(out);
@@ -917,7 +963,7 @@ impl Replica {
             self.apply_block(cb.block, out);
             self.uncertified.remove(&seq);
             out.push(Output::Certified(cb.certificate.clone()));
-            if seq % self.cfg.checkpoint_interval == 0 {
+            if seq.is_multiple_of(self.cfg.checkpoint_interval) {
                 self.make_stable(cb.certificate, out);
             }
         }
@@ -1047,7 +1093,8 @@ impl Replica {
             }
             return;
         }
-        let frame = auth::seal(&self.cfg.channel, self.cfg.epoch, self.cfg.me, body, &[], &self.macs, self.crypto.as_ref());
+        let frame =
+            auth::seal(&self.cfg.channel, self.cfg.epoch, self.cfg.me, body, &[], &self.macs, self.crypto.as_ref());
         let signature = match &frame.auth {
             super::message::Auth::Signature(s) => s.clone(),
             super::message::Auth::Macs(_) => unreachable!("view changes are signed"),
@@ -1082,12 +1129,8 @@ impl Replica {
     fn on_view_change(&mut self, svc: SignedViewChange, out: &mut Vec<Output>) {
         let target = svc.view_change.new_view;
         if target <= self.view {
-            // A straggler: if we are the primary of our view, resend its proof.
-            if target == self.view && self.mode == Mode::Normal {
-                if let Some(nv) = self.my_new_view.clone().filter(|nv| nv.view == self.view) {
-                    self.send(svc.sender, Body::NewView(nv), out);
-                }
-            }
+            // A straggler: as the primary of our view, send it the proof.
+            self.send_new_view_to(svc.sender, out);
             return;
         }
         if target > self.view + VIEW_AHEAD_MAX {
@@ -1095,8 +1138,13 @@ impl Replica {
         }
         // The signature was checked on the frame; the checkpoint and claims
         // are checked here.
-        if view_change::check_structure(&svc.view_change, self.cfg.window, self.cfg.checkpoint_interval, PREPREPARED_PER_SEQ_MAX)
-            .is_err()
+        if view_change::check_structure(
+            &svc.view_change,
+            self.cfg.window,
+            self.cfg.checkpoint_interval,
+            PREPREPARED_PER_SEQ_MAX,
+        )
+        .is_err()
             || !self.certificate_valid(&svc.view_change.checkpoint)
         {
             return self.drop_msg(DropReason::InvalidViewChange, out);
@@ -1121,6 +1169,21 @@ impl Replica {
             }
         }
         self.try_new_view(target, out);
+    }
+
+    /// Sends a straggler this view's new-view proof (at most once per resend
+    /// interval per replica), if this replica is the primary that made it.
+    fn send_new_view_to(&mut self, to: ReplicaId, out: &mut Vec<Output>) {
+        if self.mode != Mode::Normal {
+            return;
+        }
+        let Some(nv) = self.my_new_view.clone().filter(|nv| nv.view == self.view) else { return };
+        let last = self.new_view_sent_to.get(&to).copied();
+        if last.is_some_and(|t| self.now.saturating_sub(t) < self.cfg.resend_interval_ticks) {
+            return;
+        }
+        self.new_view_sent_to.insert(to, self.now);
+        self.send(to, Body::NewView(nv), out);
     }
 
     /// As the new primary of `view`, once a quorum of view changes decides
@@ -1150,7 +1213,13 @@ impl Replica {
     }
 
     fn on_new_view(&mut self, from: ReplicaId, nv: NewView, out: &mut Vec<Output>) {
-        if nv.view <= self.view && !(nv.view == self.view && self.is_changing_view()) {
+        // Having sent a view change for `target`, this replica promised not
+        // to take part in any view below it.
+        let acceptable = match self.mode {
+            Mode::Changing { target, .. } => nv.view >= target,
+            Mode::Normal => nv.view > self.view,
+        };
+        if !acceptable {
             return;
         }
         if from != self.primary_of(nv.view) {
@@ -1200,6 +1269,14 @@ impl Replica {
         }
         let low = self.stable.seq.max(h);
         let mut last = low.max(self.executed);
+        #[cfg(feature = "mutants")]
+        let selection = match self.cfg.mutant {
+            Some(super::types::Mutant::NullOnViewChange) => Selection {
+                proposals: selection.proposals.into_iter().map(|(s, _)| (s, Batch::empty())).collect(),
+                ..selection
+            },
+            _ => selection,
+        };
         for (seq, batch) in selection.proposals {
             last = last.max(seq);
             if seq <= self.stable.seq {
@@ -1226,13 +1303,19 @@ impl Replica {
     }
 }
 
+#[derive(Clone, Copy)]
+enum Phase {
+    Prepare,
+    Commit,
+}
+
 fn push_preprepared(slot: &mut Slot, view: View, digest: Digest) {
     if let Some(e) = slot.preprepared.iter_mut().find(|(_, d)| *d == digest) {
         e.0 = e.0.max(view);
     } else {
         slot.preprepared.push((view, digest));
     }
-    slot.preprepared.sort_by(|a, b| b.0.cmp(&a.0));
+    slot.preprepared.sort_by_key(|e| std::cmp::Reverse(e.0));
     slot.preprepared.truncate(PREPREPARED_PER_SEQ_MAX);
 }
 

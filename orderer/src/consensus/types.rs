@@ -36,6 +36,48 @@ pub struct Config {
     /// and filtered out deterministically at execution.
     pub dedup_window_blocks: u64,
     pub limits: Limits,
+    /// A deliberate protocol fault, for the simulator's negative controls.
+    /// Exists only in builds with the `mutants` feature, never in the node.
+    #[cfg(feature = "mutants")]
+    pub mutant: Option<Mutant>,
+}
+
+/// Deliberate faults injected into the core to show that the simulator's
+/// checkers catch them (built only with the `mutants` feature).
+#[cfg(feature = "mutants")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mutant {
+    /// Commit with f+1 matching commits instead of a quorum.
+    CommitOnWeakQuorum,
+    /// Prepare with f+1 matching votes instead of a quorum.
+    PrepareOnWeakQuorum,
+    /// Both: f+1 votes prepare and commit.
+    WeakQuorum,
+    /// Cast votes without asking for them to be persisted first.
+    SkipPersist,
+    /// A new view re-proposes null for every slot, ignoring prepared claims.
+    NullOnViewChange,
+}
+
+#[cfg(feature = "mutants")]
+impl Mutant {
+    pub const ALL: [Mutant; 5] = [
+        Mutant::CommitOnWeakQuorum,
+        Mutant::PrepareOnWeakQuorum,
+        Mutant::WeakQuorum,
+        Mutant::SkipPersist,
+        Mutant::NullOnViewChange,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutant::CommitOnWeakQuorum => "commit-on-weak-quorum",
+            Mutant::PrepareOnWeakQuorum => "prepare-on-weak-quorum",
+            Mutant::WeakQuorum => "weak-quorum",
+            Mutant::SkipPersist => "skip-persist",
+            Mutant::NullOnViewChange => "null-on-view-change",
+        }
+    }
 }
 
 impl Config {
@@ -106,8 +148,13 @@ pub struct CertifiedBlock {
 /// `Persist` may depend on it: the shell must make it durable first.
 #[derive(Clone, Debug)]
 pub enum Output {
-    Send { to: ReplicaId, frame: Vec<u8> },
-    Broadcast { frame: Vec<u8> },
+    Send {
+        to: ReplicaId,
+        frame: Vec<u8>,
+    },
+    Broadcast {
+        frame: Vec<u8>,
+    },
     Persist(Vec<Durable>),
     /// The next block in order, decided. Its certificate follows.
     Commit(Block),
@@ -115,19 +162,36 @@ pub enum Output {
     Certified(Certificate),
     /// Fetch blocks `from..=to` with certificates from other consenters and
     /// feed them back as [`Input::Blocks`].
-    Fetch { from: Seq, to: Seq },
+    Fetch {
+        from: Seq,
+        to: Seq,
+    },
     /// Answer to [`Input::Request`].
-    Admitted { tx_id: TxId },
-    Refused { reason: Refusal },
+    Admitted {
+        tx_id: TxId,
+    },
+    Refused {
+        reason: Refusal,
+    },
     /// Started changing to `view`.
-    ViewChangeStarted { view: View, reason: ViewChangeReason },
+    ViewChangeStarted {
+        view: View,
+        reason: ViewChangeReason,
+    },
     /// Entered `view` with `primary`.
-    NewViewInstalled { view: View, primary: ReplicaId },
+    NewViewInstalled {
+        view: View,
+        primary: ReplicaId,
+    },
     /// A message was dropped before touching state.
-    Dropped { reason: DropReason },
+    Dropped {
+        reason: DropReason,
+    },
     /// A quorum certified a block different from the one this replica
     /// committed: more than f consenters are faulty. Never expected.
-    ForkDetected { seq: Seq },
+    ForkDetected {
+        seq: Seq,
+    },
 }
 
 /// Why a client request was refused.

@@ -58,7 +58,7 @@ pub fn check_structure(
 ) -> Result<(), Malformed> {
     assert!(window > 0 && checkpoint_interval > 0);
     let h = vc.checkpoint.seq;
-    if h % checkpoint_interval != 0 {
+    if !h.is_multiple_of(checkpoint_interval) {
         return Err(Malformed::CheckpointNotOnInterval { seq: h });
     }
     let in_window = |seq: Seq| seq > h && seq - h <= window;
@@ -145,9 +145,7 @@ fn decide(set: &[SignedViewChange], seq: Seq, f: usize, quorum: usize) -> Option
             .count();
         let a2 = set
             .iter()
-            .filter(|s| {
-                s.view_change.preprepared.iter().any(|q| q.seq == seq && q.view >= view && q.digest == digest)
-            })
+            .filter(|s| s.view_change.preprepared.iter().any(|q| q.seq == seq && q.view >= view && q.digest == digest))
             .count();
         if a1 >= quorum && a2 > f {
             return Some(batch.clone());
@@ -223,22 +221,14 @@ mod tests {
         // Batch 7 prepared in view 1 by replicas 0 and 1 (so it may have
         // committed); Byzantine 3 claims batch 9 prepared in view 2, and
         // pre-prepared it; replica 2 saw nothing.
-        let set = [
-            vc(0, &[(1, 7)], &[(1, 7)]),
-            vc(1, &[(1, 7)], &[(1, 7)]),
-            vc(3, &[(2, 9)], &[(2, 9)]),
-        ];
+        let set = [vc(0, &[(1, 7)], &[(1, 7)]), vc(1, &[(1, 7)], &[(1, 7)]), vc(3, &[(2, 9)], &[(2, 9)])];
         // 9: A1 ok only if all 3 have nothing later/conflicting: 0 and 1 have
         // (1,7) with view 1 < 2, so A1 = 3; A2 = 1 (only replica 3) <= f: no.
         // 7: A1 counts 0, 1 (equal) but not 3 (later view): 2 < 3: no.
         // null: 0 of 3 claim nothing: no. Undecided: wait for more.
         assert_eq!(choice(&set), None);
-        let set = [
-            vc(0, &[(1, 7)], &[(1, 7)]),
-            vc(1, &[(1, 7)], &[(1, 7)]),
-            vc(2, &[], &[]),
-            vc(3, &[(2, 9)], &[(2, 9)]),
-        ];
+        let set =
+            [vc(0, &[(1, 7)], &[(1, 7)]), vc(1, &[(1, 7)], &[(1, 7)]), vc(2, &[], &[]), vc(3, &[(2, 9)], &[(2, 9)])];
         // With replica 2's empty claim, 7 now has A1 = 3 (0, 1 equal; 2
         // nothing) and A2 = 2 > f; 9 is tried first (higher view) and still
         // lacks pre-prepare support. The value that may have committed wins.
@@ -250,11 +240,7 @@ mod tests {
         // 7 prepared in view 1; 8 prepared in view 2 by a replica and
         // pre-prepared in view 2 by two replicas: 8 is the value that may
         // have committed in view 2.
-        let set = [
-            vc(0, &[(1, 7)], &[(1, 7), (2, 8)]),
-            vc(1, &[(2, 8)], &[(2, 8)]),
-            vc(2, &[], &[]),
-        ];
+        let set = [vc(0, &[(1, 7)], &[(1, 7), (2, 8)]), vc(1, &[(2, 8)], &[(2, 8)]), vc(2, &[], &[])];
         assert_eq!(choice(&set), Some(Some(batch(8))));
     }
 
