@@ -28,3 +28,6 @@ pub use types::{
     compact, Block, CertifiedBlock, Config, DropReason, Durable, Input, Output, Refusal, TxId, Validator,
     ViewChangeReason, VoteKind,
 };
+
+#[cfg(test)]
+mod tests;
