@@ -5,3 +5,4 @@
 
 pub mod consensus;
 pub mod sim;
+pub mod storage;

@@ -76,14 +76,14 @@ impl Batch {
         self.envelopes.iter().map(Vec::len).sum()
     }
 
-    fn encode(&self, w: &mut Writer) {
+    pub fn encode(&self, w: &mut Writer) {
         w.u32(self.envelopes.len() as u32);
         for e in &self.envelopes {
             w.bytes(e);
         }
     }
 
-    fn decode(r: &mut Reader, limits: &Limits) -> Result<Self, DecodeError> {
+    pub fn decode(r: &mut Reader, limits: &Limits) -> Result<Self, DecodeError> {
         let count = r.count("batch", limits.batch_envelopes_max)?;
         let mut envelopes = Vec::with_capacity(count.min(1024));
         for _ in 0..count {
@@ -105,7 +105,7 @@ pub struct Certificate {
 }
 
 impl Certificate {
-    fn encode(&self, w: &mut Writer) {
+    pub fn encode(&self, w: &mut Writer) {
         w.u64(self.seq).digest(&self.header_hash);
         w.u32(self.signatures.len() as u32);
         for (id, sig) in &self.signatures {
@@ -113,7 +113,7 @@ impl Certificate {
         }
     }
 
-    fn decode(r: &mut Reader, limits: &Limits) -> Result<Self, DecodeError> {
+    pub fn decode(r: &mut Reader, limits: &Limits) -> Result<Self, DecodeError> {
         let seq = r.u64()?;
         let header_hash = r.digest()?;
         let count = r.count("certificate signatures", limits.members_max)?;

@@ -353,3 +353,149 @@ pub fn compact(records: &mut Vec<Durable>) {
     out.reverse();
     *records = out;
 }
+
+impl VoteKind {
+    fn tag(self) -> u8 {
+        match self {
+            VoteKind::PrePrepare => 1,
+            VoteKind::Prepare => 2,
+            VoteKind::Commit => 3,
+            VoteKind::BlockSig => 4,
+            VoteKind::ViewChange => 5,
+            VoteKind::NewView => 6,
+        }
+    }
+
+    fn from_tag(tag: u8) -> Option<Self> {
+        [
+            VoteKind::PrePrepare,
+            VoteKind::Prepare,
+            VoteKind::Commit,
+            VoteKind::BlockSig,
+            VoteKind::ViewChange,
+            VoteKind::NewView,
+        ]
+        .into_iter()
+        .find(|k| k.tag() == tag)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VoteKind::PrePrepare => "pre-prepare",
+            VoteKind::Prepare => "prepare",
+            VoteKind::Commit => "commit",
+            VoteKind::BlockSig => "block-signature",
+            VoteKind::ViewChange => "view-change",
+            VoteKind::NewView => "new-view",
+        }
+    }
+}
+
+use super::codec::{DecodeError, Reader, Writer};
+use super::message::Body;
+
+impl Durable {
+    /// Canonical bytes of a record, for the shell's store.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(64);
+        match self {
+            Durable::View { view, changing } => {
+                w.u8(1).u64(*view).u8(u8::from(*changing));
+            }
+            Durable::Vote { kind, view, seq, digest } => {
+                w.u8(2).u8(kind.tag()).u64(*view).u64(*seq).digest(digest);
+            }
+            Durable::Batch { seq, batch } => {
+                w.u8(3).u64(*seq);
+                batch.encode(&mut w);
+            }
+            Durable::ViewChangeSent(svc) => {
+                w.u8(4).u32(svc.sender).bytes(&svc.signature);
+                Body::ViewChange(svc.view_change.clone()).encode(&mut w);
+            }
+            Durable::NewViewSent(nv) => {
+                w.u8(5);
+                Body::NewView(nv.clone()).encode(&mut w);
+            }
+            Durable::Stable(cert) => {
+                w.u8(6);
+                cert.encode(&mut w);
+            }
+        }
+        w.finish()
+    }
+
+    pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let record = match r.u8()? {
+            1 => Durable::View { view: r.u64()?, changing: r.u8()? != 0 },
+            2 => {
+                let tag = r.u8()?;
+                let kind = VoteKind::from_tag(tag).ok_or(DecodeError::UnknownTag { what: "vote kind", tag })?;
+                Durable::Vote { kind, view: r.u64()?, seq: r.u64()?, digest: r.digest()? }
+            }
+            3 => Durable::Batch { seq: r.u64()?, batch: Batch::decode(&mut r, limits)? },
+            4 => {
+                let sender = r.u32()?;
+                let signature = r.bytes("signature", 512)?;
+                match Body::decode(&mut r, limits)? {
+                    Body::ViewChange(view_change) => Durable::ViewChangeSent(SignedViewChange { sender, view_change, signature }),
+                    _ => return Err(DecodeError::Invalid { what: "stored view change" }),
+                }
+            }
+            5 => match Body::decode(&mut r, limits)? {
+                Body::NewView(nv) => Durable::NewViewSent(nv),
+                _ => return Err(DecodeError::Invalid { what: "stored new view" }),
+            },
+            6 => Durable::Stable(Certificate::decode(&mut r, limits)?),
+            tag => return Err(DecodeError::UnknownTag { what: "durable record", tag }),
+        };
+        r.finish()?;
+        Ok(record)
+    }
+}
+
+impl Block {
+    /// Canonical bytes of an executed block, for the shell's store.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(96 + self.envelopes.iter().map(|e| e.len() + 4).sum::<usize>());
+        w.u64(self.number).digest(&self.previous_hash).digest(&self.data_hash).digest(&self.header_hash);
+        Batch { envelopes: self.envelopes.clone() }.encode(&mut w);
+        w.finish()
+    }
+
+    /// Decodes and re-checks the hashes: a stored block that does not hash
+    /// to its header is refused.
+    pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let number = r.u64()?;
+        let previous_hash = r.digest()?;
+        let data_hash = r.digest()?;
+        let header_hash = r.digest()?;
+        let envelopes = Batch::decode(&mut r, limits)?.envelopes;
+        r.finish()?;
+        let block = Block { number, previous_hash, data_hash, header_hash, envelopes };
+        if channels::block::data_hash(&block.envelopes) != data_hash
+            || channels::block::header_hash(number, &previous_hash, &data_hash) != header_hash
+        {
+            return Err(DecodeError::Invalid { what: "block hashes" });
+        }
+        Ok(block)
+    }
+}
+
+impl Certificate {
+    /// Canonical bytes of a certificate, for the shell's store.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        self.encode(&mut w);
+        w.finish()
+    }
+
+    pub fn from_bytes(bytes: &[u8], limits: &Limits) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let c = Certificate::decode(&mut r, limits)?;
+        r.finish()?;
+        Ok(c)
+    }
+}
