@@ -4,5 +4,6 @@
 //! - [`sim`]: the deterministic cluster simulator that proves it.
 
 pub mod consensus;
+pub mod node;
 pub mod sim;
 pub mod storage;

@@ -82,9 +82,11 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let shown = path.display().to_string();
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database { path: shown.clone(), detail: e.to_string() })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Database { path: shown.clone(), detail: e.to_string() })?;
         }
-        let db = Database::create(path).map_err(|e| StoreError::Database { path: shown.clone(), detail: e.to_string() })?;
+        let db =
+            Database::create(path).map_err(|e| StoreError::Database { path: shown.clone(), detail: e.to_string() })?;
         Ok(Self { db, path: shown, limits: Limits::default() })
     }
 
@@ -220,7 +222,9 @@ impl Store {
         let certs = tx.open_table(U64Bytes::new(&t.certs)).map_err(|e| self.err(e))?;
         match certs.get(number).map_err(|e| self.err(e))? {
             None => Ok(None),
-            Some(v) => Certificate::from_bytes(v.value(), &self.limits).map(Some).map_err(|e| Self::corrupt(channel, e)),
+            Some(v) => {
+                Certificate::from_bytes(v.value(), &self.limits).map(Some).map_err(|e| Self::corrupt(channel, e))
+            }
         }
     }
 

@@ -105,9 +105,9 @@ pub struct Replica {
     cfg: Config,
     f: usize,
     quorum: usize,
-    crypto: Box<dyn Crypto>,
+    crypto: Box<dyn Crypto + Send>,
     macs: MacKeys,
-    validator: Box<dyn Validator>,
+    validator: Box<dyn Validator + Send>,
     now: u64,
     view: View,
     mode: Mode,
@@ -150,9 +150,9 @@ impl Replica {
     /// before (empty for a brand-new replica).
     pub fn new(
         cfg: Config,
-        crypto: Box<dyn Crypto>,
+        crypto: Box<dyn Crypto + Send>,
         macs: MacKeys,
-        validator: Box<dyn Validator>,
+        validator: Box<dyn Validator + Send>,
         tip: Tip,
         records: &[Durable],
     ) -> Result<Self, String> {
@@ -313,6 +313,10 @@ impl Replica {
     }
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+    /// The transaction id of an envelope (the validator's parse, no checks).
+    pub fn tx_id(&self, envelope: &[u8]) -> Option<TxId> {
+        self.validator.tx_id(envelope)
     }
 
     // ----- the one entry point ---------------------------------------------

@@ -38,7 +38,7 @@ fn config(me: ReplicaId, n: u32) -> Config {
 }
 
 struct Harness {
-    ring: std::rc::Rc<Keyring>,
+    ring: std::sync::Arc<Keyring>,
     replicas: Vec<Replica>,
     records: Vec<Vec<Durable>>,
     commits: Vec<Vec<Block>>,
@@ -64,7 +64,7 @@ impl Harness {
         }
     }
 
-    fn make(ring: &std::rc::Rc<Keyring>, cfg: Config, records: &[Durable]) -> Replica {
+    fn make(ring: &std::sync::Arc<Keyring>, cfg: Config, records: &[Durable]) -> Replica {
         let id = cfg.me;
         let tip = Tip::genesis(cfg.genesis_hash);
         Replica::new(cfg, Box::new(ring.signer(id)), ring.mac_keys(id), Box::new(SimValidator), tip, records).unwrap()
@@ -346,7 +346,7 @@ fn lying_prepared_claims_in_a_new_view_are_refused() {
     // A new-view whose view changes claim nothing, but from only two
     // senders: below a quorum, refused.
     let mut h = Harness::new(4);
-    let mk = |sender: ReplicaId, ring: &std::rc::Rc<Keyring>| {
+    let mk = |sender: ReplicaId, ring: &std::sync::Arc<Keyring>| {
         let vc = ViewChange {
             new_view: 1,
             checkpoint: Certificate { seq: 0, header_hash: [7; 32], signatures: vec![] },

@@ -439,7 +439,9 @@ impl Durable {
                 let sender = r.u32()?;
                 let signature = r.bytes("signature", 512)?;
                 match Body::decode(&mut r, limits)? {
-                    Body::ViewChange(view_change) => Durable::ViewChangeSent(SignedViewChange { sender, view_change, signature }),
+                    Body::ViewChange(view_change) => {
+                        Durable::ViewChangeSent(SignedViewChange { sender, view_change, signature })
+                    }
                     _ => return Err(DecodeError::Invalid { what: "stored view change" }),
                 }
             }

@@ -4,7 +4,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
@@ -102,7 +102,7 @@ pub struct Cluster {
     rng: Rng,
     now: u64,
     members: Vec<ReplicaId>,
-    keyring: Rc<Keyring>,
+    keyring: Arc<Keyring>,
     genesis_hash: Digest,
     nodes: Vec<Node>,
     honest: BTreeSet<ReplicaId>,

@@ -7,7 +7,7 @@
 //! replica cannot invent a valid envelope: validity is checkable.
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
@@ -21,12 +21,12 @@ pub struct Keyring {
 }
 
 impl Keyring {
-    pub fn new(members: &[ReplicaId], seed: u64) -> Rc<Self> {
+    pub fn new(members: &[ReplicaId], seed: u64) -> Arc<Self> {
         let secrets = members
             .iter()
             .map(|m| (*m, hmac_sha256(&seed.to_be_bytes(), format!("replica-secret-{m}").as_bytes())))
             .collect();
-        Rc::new(Self { secrets, seed })
+        Arc::new(Self { secrets, seed })
     }
 
     /// The pairwise MAC keys of `me` (same value on both sides of a pair).
@@ -43,15 +43,15 @@ impl Keyring {
         MacKeys::new(keys)
     }
 
-    pub fn signer(self: &Rc<Self>, me: ReplicaId) -> SimCrypto {
-        SimCrypto { me, keys: Rc::clone(self) }
+    pub fn signer(self: &Arc<Self>, me: ReplicaId) -> SimCrypto {
+        SimCrypto { me, keys: Arc::clone(self) }
     }
 }
 
 /// One consenter's signer, able to verify everyone's signatures.
 pub struct SimCrypto {
     me: ReplicaId,
-    keys: Rc<Keyring>,
+    keys: Arc<Keyring>,
 }
 
 impl Crypto for SimCrypto {

@@ -1,0 +1,6 @@
+//! The node: the runtime around the consensus core (channel tasks, storage,
+//! cluster links, API).
+
+pub mod channel;
+
+pub use channel::{spawn, ChannelHandle, ChannelParams, Status, SubmitResult, Transport, Wire};
