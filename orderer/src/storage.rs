@@ -167,13 +167,12 @@ impl Store {
             }
             let mut durable = tx.open_table(U64Bytes::new(&t.durable)).map_err(|e| self.err(e))?;
             let mut votes = tx.open_table(U64Bytes::new(&t.votes)).map_err(|e| self.err(e))?;
-            let mut next = durable.last().map_err(|e| self.err(e))?.map(|(k, _)| k.value() + 1).unwrap_or(0);
+            let first = durable.last().map_err(|e| self.err(e))?.map(|(k, _)| k.value() + 1).unwrap_or(0);
             let mut next_vote = votes.last().map_err(|e| self.err(e))?.map(|(k, _)| k.value() + 1).unwrap_or(0);
             let mut stable = false;
-            for r in &batch.durable {
+            for (key, r) in (first..).zip(&batch.durable) {
                 let bytes = r.encode();
-                durable.insert(next, bytes.as_slice()).map_err(|e| self.err(e))?;
-                next += 1;
+                durable.insert(key, bytes.as_slice()).map_err(|e| self.err(e))?;
                 if matches!(r, Durable::Vote { .. }) {
                     votes.insert(next_vote, bytes.as_slice()).map_err(|e| self.err(e))?;
                     next_vote += 1;
