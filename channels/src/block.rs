@@ -12,7 +12,7 @@ use crate::proto::common::{Block, BlockData, BlockHeader, BlockMetadata, BlockMe
 mod certificate;
 
 pub use certificate::{
-    verify_block_certificate, verify_block_certificate_in_epoch, BlockCertificate,
+    certify_block, verify_block_certificate, verify_block_certificate_in_epoch, BlockCertificate,
     MAX_CERTIFICATE_SIGNATURES,
 };
 

@@ -12,7 +12,10 @@
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use crate::block::{build_block, verify_data_hash, BlockError};
+use crate::block::{
+    build_block, verify_block_certificate, verify_block_certificate_in_epoch, verify_chain,
+    verify_data_hash, BlockError,
+};
 use crate::config::{ChannelConfig, ConfigError, MAX_CONFIG_BYTES};
 use crate::envelope::{compute_tx_id, decode_envelope, EnvelopeError, NONCE_LEN};
 use crate::proto::common::{
@@ -116,5 +119,39 @@ pub fn config_from_genesis(block: &Block) -> Result<ChannelConfig, GenesisError>
         )));
     }
     config.validate_structure()?;
+    Ok(config)
+}
+
+/// Verifies `blocks` (consecutive, in order) against the channel of
+/// `genesis`: the genesis block itself, data hashes, hash links (from the
+/// genesis block when `blocks` starts at number 1) and, for every block
+/// after the genesis block, its certificate (of `epoch` when given). Returns
+/// the channel configuration. This is what `channels verify-block` does.
+pub fn verify_blocks(
+    genesis: &Block,
+    blocks: &[Block],
+    epoch: Option<u64>,
+) -> Result<ChannelConfig, GenesisError> {
+    let config = config_from_genesis(genesis)?;
+    verify_chain(blocks)?;
+    if let Some(first) = blocks.first() {
+        if first.number() == 1 {
+            crate::block::verify_link(genesis, first)?;
+        }
+    }
+    for block in blocks {
+        if block.number() == 0 {
+            if block != genesis {
+                return Err(GenesisError::NotGenesis(
+                    "block 0 in the sequence differs from the channel's genesis block".into(),
+                ));
+            }
+            continue;
+        }
+        match epoch {
+            Some(epoch) => verify_block_certificate_in_epoch(block, &config, epoch)?,
+            None => verify_block_certificate(block, &config)?,
+        }
+    }
     Ok(config)
 }

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 
-use ca_tools::PublicKey;
+use ca_tools::{PublicKey, SigningKey};
 use prost::Message;
 
 use super::{certificate_signing_bytes, BlockError};
@@ -121,6 +121,31 @@ impl BlockCertificate {
         }
         metadata.metadata[BlockMetadataIndex::Signatures as usize] = self.to_metadata();
     }
+}
+
+/// Signs `block`'s header as each of `signers` (consenter id, identity key)
+/// for `channel_id` in `epoch`, and stores the certificate in the block —
+/// what consenters do together after commit, in one place for tools and
+/// tests.
+pub fn certify_block(
+    block: &mut Block,
+    channel_id: &str,
+    epoch: u64,
+    signers: &[(u32, &SigningKey)],
+) -> Result<BlockCertificate, BlockError> {
+    let header = block.header_checked()?;
+    let bytes = certificate_signing_bytes(channel_id, epoch, header.number, &header.hash());
+    let mut signatures = Vec::with_capacity(signers.len());
+    for (id, key) in signers {
+        let signature = key.sign(&bytes).map_err(|e| BlockError::BadConsenterKey {
+            id: *id,
+            reason: e.to_string(),
+        })?;
+        signatures.push((*id, signature));
+    }
+    let certificate = BlockCertificate { epoch, signatures };
+    certificate.store(block);
+    Ok(certificate)
 }
 
 /// Verifies `block`'s certificate against `config`'s consenters: at least a
