@@ -503,7 +503,6 @@ impl Ca {
         params.subject_alt_names = sans;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         if authority == Authority::Tls {
-            params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
             if req.role.is_node() {
                 params
                     .extended_key_usages
