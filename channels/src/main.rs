@@ -1,1 +1,370 @@
-fn main() {}
+//! `channels`: the counterpart of Fabric's configtxgen / configtxlator for
+//! bftorderer — make genesis blocks, sign envelopes, inspect and verify
+//! blocks.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use ca_tools::{Msp, SigningKey};
+use channels::block::{build_block, certify_block, BlockError};
+use channels::envelope::{
+    build_envelope, build_envelope_now, DEFAULT_MAX_ENVELOPE_BYTES, NONCE_LEN,
+};
+use channels::files::{read_bounded, FileError};
+use channels::genesis::{config_from_genesis, verify_blocks, GenesisError};
+use channels::inspect::{inspect_bytes, InspectError, MAX_INSPECT_BYTES};
+use channels::proto::common::{Block, HeaderType};
+use channels::{genesis_from_profile, EnvelopeError, ProfileError};
+use clap::{Parser, Subcommand, ValueEnum};
+use prost::Message;
+
+/// Most block files one command reads.
+const MAX_BLOCK_FILES: usize = 10_000;
+/// Most signers of one `block` command.
+const MAX_SIGNERS: usize = 256;
+
+#[derive(Parser)]
+#[command(
+    name = "channels",
+    version,
+    about = "bftorderer channel tools: genesis blocks, envelopes, block inspection and verification"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make a channel's genesis block from a configtx.yaml profile.
+    Genesis {
+        /// The profile (see channels/examples/configtx.yaml).
+        #[arg(long)]
+        profile: PathBuf,
+        /// Channel name.
+        #[arg(long)]
+        channel: String,
+        /// Output file (the encoded block).
+        #[arg(long)]
+        out: PathBuf,
+        /// Resolve the profile's relative paths against this directory
+        /// (default: the profile's crypto_dir, else its directory).
+        #[arg(long)]
+        crypto_dir: Option<PathBuf>,
+        /// Overwrite an existing output file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a block or an envelope as JSON.
+    Inspect {
+        /// The encoded block or envelope.
+        file: PathBuf,
+    },
+    /// Make a signed envelope (the reference client).
+    Envelope {
+        /// The signer's MSP directory (signcerts/, keystore/, cacerts/).
+        #[arg(long)]
+        signer: PathBuf,
+        /// The signer's MSP id (default: from its certificate).
+        #[arg(long)]
+        msp_id: Option<String>,
+        /// Channel name.
+        #[arg(long)]
+        channel: String,
+        /// File whose bytes become the payload data.
+        #[arg(long)]
+        data: PathBuf,
+        /// Output file (the encoded envelope).
+        #[arg(long)]
+        out: PathBuf,
+        /// Header type.
+        #[arg(long = "type", value_enum, default_value_t = EnvelopeType::EndorserTransaction)]
+        header_type: EnvelopeType,
+        /// Nonce as hex (default: 24 random bytes); with --timestamp, makes
+        /// the envelope reproducible for tests.
+        #[arg(long, requires = "timestamp")]
+        nonce: Option<String>,
+        /// Timestamp, unix seconds (default: now).
+        #[arg(long, requires = "nonce")]
+        timestamp: Option<i64>,
+        /// Overwrite an existing output file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Cut a block from envelopes and certify it with consenter keys, as the
+    /// consenters of a channel would (a tool for tests and demos).
+    Block {
+        /// The channel's genesis block.
+        #[arg(long)]
+        config: PathBuf,
+        /// The previous block (default: the genesis block).
+        #[arg(long)]
+        previous: Option<PathBuf>,
+        /// Encoded envelopes, in order.
+        #[arg(long = "envelope", required = true)]
+        envelopes: Vec<PathBuf>,
+        /// A consenter signature: ID=MSPDIR (the consenter's MSP directory).
+        #[arg(long = "sign", value_name = "ID=MSPDIR")]
+        signers: Vec<String>,
+        /// Epoch of the certificate.
+        #[arg(long, default_value_t = 0)]
+        epoch: u64,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Overwrite an existing output file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Verify blocks: hash chain from the genesis block and certificates.
+    VerifyBlock {
+        /// The channel's genesis block.
+        #[arg(long)]
+        config: PathBuf,
+        /// Require certificates of this epoch.
+        #[arg(long)]
+        epoch: Option<u64>,
+        /// Consecutive blocks, in order.
+        #[arg(required = true)]
+        blocks: Vec<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EnvelopeType {
+    Message,
+    EndorserTransaction,
+    ConfigUpdate,
+}
+
+impl EnvelopeType {
+    fn header_type(self) -> HeaderType {
+        match self {
+            EnvelopeType::Message => HeaderType::Message,
+            EnvelopeType::EndorserTransaction => HeaderType::EndorserTransaction,
+            EnvelopeType::ConfigUpdate => HeaderType::ConfigUpdate,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    #[error(transparent)]
+    Block(#[from] BlockError),
+    #[error(transparent)]
+    Genesis(#[from] GenesisError),
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
+    #[error("{0}")]
+    Pki(String),
+    #[error("{path} already exists; pass --force to overwrite it")]
+    Exists { path: PathBuf },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Genesis {
+            profile,
+            channel,
+            out,
+            crypto_dir,
+            force,
+        } => {
+            check_writable(&out, force)?;
+            let (config, block) = genesis_from_profile(&profile, &channel, crypto_dir.as_deref())?;
+            write(&out, &block.encode_to_vec())?;
+            println!(
+                "genesis block of channel {} written to {}: {} orgs, {} consenters (f = {}, quorum {})",
+                config.channel_id,
+                out.display(),
+                config.orgs.len(),
+                config.n(),
+                config.f(),
+                config.quorum()
+            );
+            Ok(())
+        }
+        Command::Inspect { file } => {
+            let bytes = read_bounded(&file, MAX_INSPECT_BYTES as u64)?;
+            let value = inspect_bytes(&bytes)?;
+            let text =
+                serde_json::to_string_pretty(&value).map_err(|e| CliError::Usage(e.to_string()))?;
+            println!("{text}");
+            Ok(())
+        }
+        Command::Envelope {
+            signer,
+            msp_id,
+            channel,
+            data,
+            out,
+            header_type,
+            nonce,
+            timestamp,
+            force,
+        } => {
+            check_writable(&out, force)?;
+            let msp =
+                Msp::load(msp_id.as_deref(), &signer).map_err(|e| CliError::Pki(e.to_string()))?;
+            let data = read_bounded(&data, DEFAULT_MAX_ENVELOPE_BYTES as u64)?;
+            let envelope = match (nonce, timestamp) {
+                (Some(nonce), Some(timestamp)) => {
+                    let nonce = hex::decode(&nonce)
+                        .ok()
+                        .filter(|n| !n.is_empty() && n.len() <= 1024)
+                        .ok_or_else(|| {
+                            CliError::Usage(format!(
+                                "--nonce must be 1-1024 bytes of hex (e.g. {} hex digits)",
+                                2 * NONCE_LEN
+                            ))
+                        })?;
+                    build_envelope(
+                        &channel,
+                        &msp,
+                        &data,
+                        header_type.header_type(),
+                        timestamp,
+                        &nonce,
+                    )?
+                }
+                _ => build_envelope_now(&channel, &msp, &data, header_type.header_type())?,
+            };
+            write(&out, &envelope.encode_to_vec())?;
+            println!(
+                "envelope for channel {channel} signed by {} written to {}",
+                msp.msp_id,
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Block {
+            config,
+            previous,
+            envelopes,
+            signers,
+            epoch,
+            out,
+            force,
+        } => {
+            check_writable(&out, force)?;
+            let genesis = read_block(&config)?;
+            let channel = config_from_genesis(&genesis)?;
+            let previous = match previous {
+                Some(path) => read_block(&path)?,
+                None => genesis,
+            };
+            if envelopes.len() > MAX_BLOCK_FILES || signers.len() > MAX_SIGNERS {
+                return Err(CliError::Usage("too many envelopes or signers".into()));
+            }
+            let data = envelopes
+                .iter()
+                .map(|p| read_bounded(p, DEFAULT_MAX_ENVELOPE_BYTES as u64))
+                .collect::<Result<Vec<_>, _>>()?;
+            let prev_header = previous.header_checked()?;
+            let number = prev_header.number.checked_add(1).ok_or_else(|| {
+                CliError::Usage("the previous block has the largest possible number".into())
+            })?;
+            let mut block = build_block(number, &prev_header.hash(), data);
+            let keys = signers
+                .iter()
+                .map(|s| load_signer(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let refs: Vec<(u32, &SigningKey)> = keys.iter().map(|(id, key)| (*id, key)).collect();
+            certify_block(&mut block, &channel.channel_id, epoch, &refs)?;
+            write(&out, &block.encode_to_vec())?;
+            println!(
+                "block {number} of channel {} with {} envelopes and {} signatures written to {}",
+                channel.channel_id,
+                block.envelopes().len(),
+                refs.len(),
+                out.display()
+            );
+            Ok(())
+        }
+        Command::VerifyBlock {
+            config,
+            epoch,
+            blocks,
+        } => {
+            if blocks.len() > MAX_BLOCK_FILES {
+                return Err(CliError::Usage(format!(
+                    "at most {MAX_BLOCK_FILES} blocks per run"
+                )));
+            }
+            let genesis = read_block(&config)?;
+            let blocks = blocks
+                .iter()
+                .map(|p| read_block(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let channel = verify_blocks(&genesis, &blocks, epoch)?;
+            for block in &blocks {
+                println!(
+                    "ok: block {} of channel {}: data hash, link and certificate (quorum {} of {}) verified",
+                    block.number(),
+                    channel.channel_id,
+                    channel.quorum(),
+                    channel.n()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn load_signer(spec: &str) -> Result<(u32, SigningKey), CliError> {
+    let usage = || {
+        CliError::Usage(format!(
+            "--sign {spec:?}: expected ID=MSPDIR, e.g. --sign 1=crypto/Org1/orderers/orderer0/msp"
+        ))
+    };
+    let (id, dir) = spec.split_once('=').ok_or_else(usage)?;
+    let id: u32 = id.trim().parse().map_err(|_| usage())?;
+    let msp = Msp::load(None, Path::new(dir)).map_err(|e| CliError::Pki(e.to_string()))?;
+    Ok((id, msp.key))
+}
+
+fn read_block(path: &Path) -> Result<Block, CliError> {
+    let bytes = read_bounded(path, MAX_INSPECT_BYTES as u64)?;
+    Block::decode_bounded(&bytes, MAX_INSPECT_BYTES)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
+}
+
+fn check_writable(path: &Path, force: bool) -> Result<(), CliError> {
+    if path.exists() && !force {
+        return Err(CliError::Exists {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    std::fs::write(path, bytes).map_err(|source| CliError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
