@@ -4,9 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose, RevokedCertParams,
-    SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
 };
 use serde::{Deserialize, Serialize};
 
@@ -112,18 +111,13 @@ impl Validity {
     pub fn days_from_now(days: u32) -> Result<Self, PkiError> {
         check_days(days)?;
         let now = crate::now_unix();
-        Ok(Validity {
-            not_before_unix: now - BACKDATE_SECONDS,
-            not_after_unix: now + i64::from(days) * 86_400,
-        })
+        Ok(Validity { not_before_unix: now - BACKDATE_SECONDS, not_after_unix: now + i64::from(days) * 86_400 })
     }
 }
 
 fn check_days(days: u32) -> Result<(), PkiError> {
     if days == 0 || days > DAYS_MAX {
-        return Err(PkiError::Config(format!(
-            "validity of {days} days is out of range (1..={DAYS_MAX})"
-        )));
+        return Err(PkiError::Config(format!("validity of {days} days is out of range (1..={DAYS_MAX})")));
     }
     Ok(())
 }
@@ -186,10 +180,7 @@ pub struct Ca {
 
 impl std::fmt::Debug for Ca {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ca")
-            .field("dir", &self.dir)
-            .field("state", &self.state)
-            .finish_non_exhaustive()
+        f.debug_struct("Ca").field("dir", &self.dir).field("state", &self.state).finish_non_exhaustive()
     }
 }
 
@@ -198,9 +189,7 @@ pub fn check_name(what: &str, name: &str) -> Result<(), PkiError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
     if !ok {
         return Err(PkiError::Config(format!(
             "{what} '{name}' is invalid: use 1-64 letters, digits, '.', '-', '_', not starting with '.'"
@@ -229,20 +218,12 @@ fn parse_san(san: &str) -> Result<SanType, PkiError> {
     let valid_dns = !san.is_empty()
         && san.len() <= 253
         && san.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '*')
+            !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '*')
         });
     if !valid_dns {
-        return Err(PkiError::Config(format!(
-            "SAN '{san}' is neither an IP address nor a DNS name"
-        )));
+        return Err(PkiError::Config(format!("SAN '{san}' is neither an IP address nor a DNS name")));
     }
-    let ia5 = san
-        .to_string()
-        .try_into()
-        .map_err(|e| PkiError::Config(format!("SAN '{san}': {e}")))?;
+    let ia5 = san.to_string().try_into().map_err(|e| PkiError::Config(format!("SAN '{san}': {e}")))?;
     Ok(SanType::DnsName(ia5))
 }
 
@@ -260,11 +241,7 @@ fn ca_params(msp_id: &str, cn: &str, validity: Validity) -> Result<CertificatePa
     let mut params = CertificateParams::default();
     params.distinguished_name = subject(msp_id, cn, None);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params.not_before = to_time(validity.not_before_unix)?;
     params.not_after = to_time(validity.not_after_unix)?;
     params.serial_number = Some(random_serial()?);
@@ -276,19 +253,11 @@ fn issue_err(e: rcgen::Error) -> PkiError {
 }
 
 impl Authorityx {
-    fn create(
-        msp_id: &str,
-        cn: &str,
-        key_type: KeyType,
-        validity: Validity,
-    ) -> Result<Self, PkiError> {
+    fn create(msp_id: &str, cn: &str, key_type: KeyType, validity: Validity) -> Result<Self, PkiError> {
         let key = SigningKey::generate(key_type)?;
         let params = ca_params(msp_id, cn, validity)?;
         let cert = params.self_signed(&key.to_rcgen()?).map_err(issue_err)?;
-        Ok(Authorityx {
-            key,
-            cert_pem: cert.pem(),
-        })
+        Ok(Authorityx { key, cert_pem: cert.pem() })
     }
 
     fn load(cert_path: &Path, key_path: &Path) -> Result<Self, PkiError> {
@@ -313,9 +282,7 @@ impl Authorityx {
     fn issue(&self, params: &CertificateParams, key: &SigningKey) -> Result<String, PkiError> {
         let issuer_key = self.key.to_rcgen()?;
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, issuer_key).map_err(issue_err)?;
-        let cert = params
-            .signed_by(&key.to_rcgen()?, &issuer)
-            .map_err(issue_err)?;
+        let cert = params.signed_by(&key.to_rcgen()?, &issuer).map_err(issue_err)?;
         Ok(cert.pem())
     }
 }
@@ -344,28 +311,12 @@ impl Ca {
         check_name("org", &opts.org)?;
         check_name("MSP id", &opts.msp_id)?;
         let validity = Validity::days_from_now(opts.days)?;
-        for p in [
-            paths::STATE,
-            paths::SIGN_CERT,
-            paths::SIGN_KEY,
-            paths::TLS_CERT,
-            paths::TLS_KEY,
-        ] {
+        for p in [paths::STATE, paths::SIGN_CERT, paths::SIGN_KEY, paths::TLS_CERT, paths::TLS_KEY] {
             files::check_writable(&dir.join(p), force)?;
         }
         let org_lc = opts.org.to_ascii_lowercase();
-        let sign = Authorityx::create(
-            &opts.msp_id,
-            &format!("ca.{org_lc}"),
-            opts.key_type,
-            validity,
-        )?;
-        let tls = Authorityx::create(
-            &opts.msp_id,
-            &format!("tlsca.{org_lc}"),
-            opts.key_type,
-            validity,
-        )?;
+        let sign = Authorityx::create(&opts.msp_id, &format!("ca.{org_lc}"), opts.key_type, validity)?;
+        let tls = Authorityx::create(&opts.msp_id, &format!("tlsca.{org_lc}"), opts.key_type, validity)?;
         let ca = Ca {
             dir: dir.to_path_buf(),
             state: CaState {
@@ -380,36 +331,11 @@ impl Ca {
             sign,
             tls,
         };
-        files::write_file(
-            &dir.join(paths::SIGN_KEY),
-            ca.sign.key.to_pkcs8_pem()?.as_bytes(),
-            Secrecy::Secret,
-            force,
-        )?;
-        files::write_file(
-            &dir.join(paths::TLS_KEY),
-            ca.tls.key.to_pkcs8_pem()?.as_bytes(),
-            Secrecy::Secret,
-            force,
-        )?;
-        files::write_file(
-            &dir.join(paths::SIGN_CERT),
-            ca.sign.cert_pem.as_bytes(),
-            Secrecy::Public,
-            force,
-        )?;
-        files::write_file(
-            &dir.join(paths::TLS_CERT),
-            ca.tls.cert_pem.as_bytes(),
-            Secrecy::Public,
-            force,
-        )?;
-        layout::write_verifying_msp(
-            &dir.join(paths::MSP),
-            &ca.sign.cert_pem,
-            &ca.tls.cert_pem,
-            force,
-        )?;
+        files::write_file(&dir.join(paths::SIGN_KEY), ca.sign.key.to_pkcs8_pem()?.as_bytes(), Secrecy::Secret, force)?;
+        files::write_file(&dir.join(paths::TLS_KEY), ca.tls.key.to_pkcs8_pem()?.as_bytes(), Secrecy::Secret, force)?;
+        files::write_file(&dir.join(paths::SIGN_CERT), ca.sign.cert_pem.as_bytes(), Secrecy::Public, force)?;
+        files::write_file(&dir.join(paths::TLS_CERT), ca.tls.cert_pem.as_bytes(), Secrecy::Public, force)?;
+        layout::write_verifying_msp(&dir.join(paths::MSP), &ca.sign.cert_pem, &ca.tls.cert_pem, force)?;
         ca.save()?;
         Ok(ca)
     }
@@ -427,31 +353,16 @@ impl Ca {
         let state: CaState = serde_json::from_str(&files::read_text(&state_path)?)
             .map_err(|e| PkiError::CaState(format!("{}: {e}", state_path.display())))?;
         if state.version != 1 {
-            return Err(PkiError::CaState(format!(
-                "{}: unsupported version {}",
-                state_path.display(),
-                state.version
-            )));
+            return Err(PkiError::CaState(format!("{}: unsupported version {}", state_path.display(), state.version)));
         }
         let sign = Authorityx::load(&dir.join(paths::SIGN_CERT), &dir.join(paths::SIGN_KEY))?;
         let tls = Authorityx::load(&dir.join(paths::TLS_CERT), &dir.join(paths::TLS_KEY))?;
-        Ok(Ca {
-            dir: dir.to_path_buf(),
-            state,
-            sign,
-            tls,
-        })
+        Ok(Ca { dir: dir.to_path_buf(), state, sign, tls })
     }
 
     fn save(&self) -> Result<(), PkiError> {
-        let json = serde_json::to_string_pretty(&self.state)
-            .map_err(|e| PkiError::CaState(e.to_string()))?;
-        files::write_file(
-            &self.dir.join(paths::STATE),
-            json.as_bytes(),
-            Secrecy::Public,
-            true,
-        )
+        let json = serde_json::to_string_pretty(&self.state).map_err(|e| PkiError::CaState(e.to_string()))?;
+        files::write_file(&self.dir.join(paths::STATE), json.as_bytes(), Secrecy::Public, true)
     }
 
     /// The CA directory.
@@ -504,23 +415,14 @@ impl Ca {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         if authority == Authority::Tls {
             if req.role.is_node() {
-                params
-                    .extended_key_usages
-                    .push(ExtendedKeyUsagePurpose::ServerAuth);
+                params.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
             }
-            params
-                .extended_key_usages
-                .push(ExtendedKeyUsagePurpose::ClientAuth);
+            params.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth);
         }
         Ok(params)
     }
 
-    fn record(
-        &mut self,
-        pem: &str,
-        authority: Authority,
-        req: &IssueRequest,
-    ) -> Result<String, PkiError> {
+    fn record(&mut self, pem: &str, authority: Authority, req: &IssueRequest) -> Result<String, PkiError> {
         if self.state.issued.len() >= ISSUED_MAX {
             return Err(PkiError::CaState(format!(
                 "this CA has issued {ISSUED_MAX} certificates, the most it records; create a new CA"
@@ -539,12 +441,7 @@ impl Ca {
 
     /// Issue an enrollment and a TLS certificate and write them in Fabric's
     /// MSP layout under `out` (`msp/`, `tls/`). Refuses to overwrite unless `force`.
-    pub fn issue(
-        &mut self,
-        req: IssueRequest,
-        out: &Path,
-        force: bool,
-    ) -> Result<IssuedIdentity, PkiError> {
+    pub fn issue(&mut self, req: IssueRequest, out: &Path, force: bool) -> Result<IssuedIdentity, PkiError> {
         check_name("name", &req.name)?;
         if req.sans.len() > SANS_MAX {
             return Err(PkiError::Config(format!("more than {SANS_MAX} SANs")));
@@ -604,10 +501,7 @@ impl Ca {
     }
 
     /// Which of this org's CAs issued `cert` (by issuer name and signature).
-    fn authority_of(
-        &self,
-        x509: &x509_parser::certificate::X509Certificate<'_>,
-    ) -> Result<Authority, PkiError> {
+    fn authority_of(&self, x509: &x509_parser::certificate::X509Certificate<'_>) -> Result<Authority, PkiError> {
         for (authority, ca) in [(Authority::Sign, &self.sign), (Authority::Tls, &self.tls)] {
             let ca_der = pemutil::cert_der(ca.cert_pem.as_bytes())?;
             let ca_x509 = parse_cert(&ca_der).map_err(|e| PkiError::Certificate(e.to_string()))?;
@@ -632,20 +526,11 @@ impl Ca {
         let x509 = parse_cert(&der).map_err(|e| PkiError::Certificate(e.to_string()))?;
         let authority = self.authority_of(&x509)?;
         let serial = hex::encode(x509.serial.to_bytes_be());
-        if self
-            .state
-            .revoked
-            .iter()
-            .any(|r| r.serial == serial && r.authority == authority)
-        {
-            return Err(PkiError::CaState(format!(
-                "certificate serial {serial} is already revoked"
-            )));
+        if self.state.revoked.iter().any(|r| r.serial == serial && r.authority == authority) {
+            return Err(PkiError::CaState(format!("certificate serial {serial} is already revoked")));
         }
         if self.state.revoked.len() >= ISSUED_MAX {
-            return Err(PkiError::CaState(format!(
-                "more than {ISSUED_MAX} revocations"
-            )));
+            return Err(PkiError::CaState(format!("more than {ISSUED_MAX} revocations")));
         }
         let record = RevokedRecord {
             serial,
@@ -668,14 +553,9 @@ impl Ca {
             Authority::Tls => &self.tls,
         };
         let mut revoked_certs = Vec::new();
-        for r in self
-            .state
-            .revoked
-            .iter()
-            .filter(|r| r.authority == authority)
-        {
-            let bytes = hex::decode(&r.serial)
-                .map_err(|e| PkiError::CaState(format!("revoked serial '{}': {e}", r.serial)))?;
+        for r in self.state.revoked.iter().filter(|r| r.authority == authority) {
+            let bytes =
+                hex::decode(&r.serial).map_err(|e| PkiError::CaState(format!("revoked serial '{}': {e}", r.serial)))?;
             revoked_certs.push(RevokedCertParams {
                 serial_number: SerialNumber::from_slice(&bytes),
                 revocation_time: to_time(r.revoked_at_unix)?,
@@ -691,8 +571,7 @@ impl Ca {
             revoked_certs,
             key_identifier_method: KeyIdMethod::Sha256,
         };
-        let issuer =
-            Issuer::from_ca_cert_pem(&ca.cert_pem, ca.key.to_rcgen()?).map_err(issue_err)?;
+        let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca.key.to_rcgen()?).map_err(issue_err)?;
         let crl = params.signed_by(&issuer).map_err(issue_err)?;
         let pem = crl.pem().map_err(issue_err)?;
         self.state.next_crl_number += 1;
@@ -715,45 +594,27 @@ impl Ca {
         let x509 = parse_cert(&der).map_err(|e| PkiError::Certificate(e.to_string()))?;
         if self.authority_of(&x509)? != Authority::Sign {
             return Err(PkiError::Certificate(
-                "renew takes the enrollment certificate (msp/signcerts), not the TLS certificate"
-                    .into(),
+                "renew takes the enrollment certificate (msp/signcerts), not the TLS certificate".into(),
             ));
         }
         let name = certinfo::common_name_of(&x509)
             .ok_or_else(|| PkiError::Certificate("certificate has no subject CN".into()))?;
-        let role = certinfo::role_of(&x509).ok_or_else(|| {
-            PkiError::Certificate("certificate carries no role (subject OU)".into())
-        })?;
+        let role = certinfo::role_of(&x509)
+            .ok_or_else(|| PkiError::Certificate("certificate carries no role (subject OU)".into()))?;
         let key_type = certinfo::key_type_of(&x509).unwrap_or(self.state.key_type);
-        let sans = certinfo::sans_of(&x509)
-            .into_iter()
-            .filter(|s| *s != name)
-            .collect();
+        let sans = certinfo::sans_of(&x509).into_iter().filter(|s| *s != name).collect();
         let (sign_key, tls_key) = match keys {
             Some((s, t)) => {
                 let cert_key = crate::keys::PublicKey::from_cert(&der)?;
                 if cert_key != s.public_key() {
                     return Err(PkiError::Key(
-                        "the enrollment key given does not match the certificate being renewed"
-                            .into(),
+                        "the enrollment key given does not match the certificate being renewed".into(),
                     ));
                 }
                 (Some(s), Some(t))
             }
             None => (None, None),
         };
-        self.issue(
-            IssueRequest {
-                role,
-                name,
-                sans,
-                key_type,
-                validity,
-                sign_key,
-                tls_key,
-            },
-            out,
-            force,
-        )
+        self.issue(IssueRequest { role, name, sans, key_type, validity, sign_key, tls_key }, out, force)
     }
 }

@@ -11,19 +11,14 @@ use crate::pemutil::INPUT_BYTES_MAX;
 pub const DIR_ENTRIES_MAX: usize = 1024;
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
-    move |source| PkiError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| PkiError::Io { path: path.to_path_buf(), source }
 }
 
 /// Read a file of at most [`INPUT_BYTES_MAX`] bytes.
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>, PkiError> {
     let file = fs::File::open(path).map_err(io_err(path))?;
     let mut buf = Vec::new();
-    file.take(INPUT_BYTES_MAX as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(io_err(path))?;
+    file.take(INPUT_BYTES_MAX as u64 + 1).read_to_end(&mut buf).map_err(io_err(path))?;
     if buf.len() > INPUT_BYTES_MAX {
         return Err(PkiError::TooLarge {
             what: path.display().to_string(),
@@ -37,10 +32,8 @@ pub fn read_bounded(path: &Path) -> Result<Vec<u8>, PkiError> {
 /// Read a text file of at most [`INPUT_BYTES_MAX`] bytes.
 pub fn read_text(path: &Path) -> Result<String, PkiError> {
     let bytes = read_bounded(path)?;
-    String::from_utf8(bytes).map_err(|_| PkiError::Pem {
-        what: path.display().to_string(),
-        reason: "not UTF-8 text".into(),
-    })
+    String::from_utf8(bytes)
+        .map_err(|_| PkiError::Pem { what: path.display().to_string(), reason: "not UTF-8 text".into() })
 }
 
 /// The regular files of a directory, sorted by name (at most [`DIR_ENTRIES_MAX`]).
@@ -91,20 +84,12 @@ pub enum Secrecy {
 
 /// Write `contents` to `path` (creating parents), refusing to overwrite unless
 /// `force`. Secrets are created with mode 0600 and written via a temp file + rename.
-pub fn write_file(
-    path: &Path,
-    contents: &[u8],
-    secrecy: Secrecy,
-    force: bool,
-) -> Result<(), PkiError> {
+pub fn write_file(path: &Path, contents: &[u8], secrecy: Secrecy, force: bool) -> Result<(), PkiError> {
     check_writable(path, force)?;
     if let Some(parent) = path.parent() {
         ensure_dir(parent)?;
     }
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
     let tmp = path.with_file_name(format!(".{file_name}.tmp"));
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -121,8 +106,7 @@ pub fn write_file(
     if secrecy == Secrecy::Secret {
         use std::os::unix::fs::PermissionsExt as _;
         // The temp file may have pre-existed with a wider mode.
-        file.set_permissions(fs::Permissions::from_mode(0o600))
-            .map_err(io_err(&tmp))?;
+        file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(io_err(&tmp))?;
     }
     file.write_all(contents).map_err(io_err(&tmp))?;
     file.sync_all().map_err(io_err(&tmp))?;

@@ -180,24 +180,8 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), CliError> {
     match command {
-        Command::InitCa {
-            org,
-            msp_id,
-            out,
-            key_type,
-            days,
-            force,
-        } => {
-            let ca = Ca::init(
-                &InitCaOptions {
-                    org,
-                    msp_id,
-                    key_type,
-                    days,
-                },
-                &out,
-                force,
-            )?;
+        Command::InitCa { org, msp_id, out, key_type, days, force } => {
+            let ca = Ca::init(&InitCaOptions { org, msp_id, key_type, days }, &out, force)?;
             println!(
                 "created CA of {} ({}) in {}: signing root {}, TLS root {}, MSP {}",
                 ca.state.org,
@@ -209,16 +193,7 @@ fn run(command: Command) -> Result<(), CliError> {
             );
             Ok(())
         }
-        Command::Issue {
-            ca,
-            role,
-            name,
-            sans,
-            out,
-            key_type,
-            days,
-            force,
-        } => {
+        Command::Issue { ca, role, name, sans, out, key_type, days, force } => {
             let mut ca = Ca::load(&ca)?;
             let key_type = key_type.unwrap_or(ca.state.key_type);
             let req = IssueRequest {
@@ -259,13 +234,7 @@ fn run(command: Command) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Verify {
-            roots,
-            role,
-            crl,
-            at,
-            cert,
-        } => verify(&roots, &role, &crl, at.as_deref(), &cert),
+        Command::Verify { roots, role, crl, at, cert } => verify(&roots, &role, &crl, at.as_deref(), &cert),
         Command::Inspect { cert, json } => {
             let info = inspect(&files::read_bounded(&cert)?)?;
             if json {
@@ -291,13 +260,7 @@ fn run(command: Command) -> Result<(), CliError> {
             );
             Ok(())
         }
-        Command::Crl {
-            ca,
-            out,
-            tls,
-            days,
-            force,
-        } => {
+        Command::Crl { ca, out, tls, days, force } => {
             files::check_writable(&out, force)?;
             let mut ca = Ca::load(&ca)?;
             let authority = if tls { Authority::Tls } else { Authority::Sign };
@@ -306,28 +269,11 @@ fn run(command: Command) -> Result<(), CliError> {
             println!("wrote CRL to {}", out.display());
             Ok(())
         }
-        Command::Renew {
-            ca,
-            cert,
-            new_key,
-            out,
-            days,
-            force,
-        } => {
+        Command::Renew { ca, cert, new_key, out, days, force } => {
             let mut ca = Ca::load(&ca)?;
             let cert_bytes = files::read_bounded(&cert)?;
-            let keys = if new_key {
-                None
-            } else {
-                Some(keys_next_to(&cert)?)
-            };
-            let issued = ca.renew(
-                &cert_bytes,
-                keys,
-                Validity::days_from_now(days)?,
-                &out,
-                force,
-            )?;
+            let keys = if new_key { None } else { Some(keys_next_to(&cert)?) };
+            let issued = ca.renew(&cert_bytes, keys, Validity::days_from_now(days)?, &out, force)?;
             println!(
                 "renewed {} '{}': enrollment serial {}, TLS serial {}, in {}",
                 issued.role,
@@ -355,19 +301,16 @@ fn keys_next_to(cert: &Path) -> Result<(SigningKey, SigningKey), CliError> {
                 cert.display()
             ))
         })?;
-    let sign_key_path = identity_dir
-        .join("msp/keystore")
-        .join(ca_tools::layout::KEY_FILE);
-    let tls_key_path = ["server.key", "client.key"]
-        .iter()
-        .map(|f| identity_dir.join("tls").join(f))
-        .find(|p| p.exists())
-        .ok_or_else(|| {
-            CliError::Usage(format!(
-                "no tls/server.key or tls/client.key in {}; pass --new-key to generate new keys",
-                identity_dir.display()
-            ))
-        })?;
+    let sign_key_path = identity_dir.join("msp/keystore").join(ca_tools::layout::KEY_FILE);
+    let tls_key_path =
+        ["server.key", "client.key"].iter().map(|f| identity_dir.join("tls").join(f)).find(|p| p.exists()).ok_or_else(
+            || {
+                CliError::Usage(format!(
+                    "no tls/server.key or tls/client.key in {}; pass --new-key to generate new keys",
+                    identity_dir.display()
+                ))
+            },
+        )?;
     let sign = SigningKey::from_pkcs8_pem(&files::read_text(&sign_key_path)?)?;
     let tls = SigningKey::from_pkcs8_pem(&files::read_text(&tls_key_path)?)?;
     Ok((sign, tls))
@@ -378,12 +321,7 @@ fn print_info(info: &CertInfo) {
     println!("issuer:      {}", info.issuer);
     println!("serial:      {}", info.serial);
     println!("msp id:      {}", info.msp_id.as_deref().unwrap_or("none"));
-    println!(
-        "role:        {}",
-        info.role
-            .map(|r| r.to_string())
-            .unwrap_or_else(|| "none".into())
-    );
+    println!("role:        {}", info.role.map(|r| r.to_string()).unwrap_or_else(|| "none".into()));
     println!("sans:        {}", info.sans.join(", "));
     println!("not before:  {}", info.not_before);
     println!("not after:   {}", info.not_after);
@@ -405,11 +343,7 @@ fn root_pems(path: &Path) -> Result<Vec<String>, CliError> {
     } else {
         path.to_path_buf()
     };
-    let dirs = if msp.join("cacerts").is_dir() {
-        vec![msp.join("cacerts"), msp.join("tlscacerts")]
-    } else {
-        vec![msp]
-    };
+    let dirs = if msp.join("cacerts").is_dir() { vec![msp.join("cacerts"), msp.join("tlscacerts")] } else { vec![msp] };
     let mut out = Vec::new();
     for d in dirs {
         for f in files::files_in(&d)? {
@@ -417,10 +351,7 @@ fn root_pems(path: &Path) -> Result<Vec<String>, CliError> {
         }
     }
     if out.is_empty() {
-        return Err(CliError::Usage(format!(
-            "no root certificate found in {}",
-            path.display()
-        )));
+        return Err(CliError::Usage(format!("no root certificate found in {}", path.display())));
     }
     Ok(out)
 }
@@ -431,9 +362,7 @@ fn parse_at(at: Option<&str>) -> Result<i64, CliError> {
         Some(s) => time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
             .map(|t| t.unix_timestamp())
             .map_err(|e| {
-                CliError::Usage(format!(
-                    "--at '{s}' is not an RFC 3339 time (e.g. 2030-01-31T12:00:00Z): {e}"
-                ))
+                CliError::Usage(format!("--at '{s}' is not an RFC 3339 time (e.g. 2030-01-31T12:00:00Z): {e}"))
             }),
     }
 }
@@ -444,8 +373,7 @@ fn trust_from(roots: &[PathBuf], crls: &[PathBuf]) -> Result<Vec<OrgTrust>, CliE
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
     for path in roots {
         for pem_text in root_pems(path)? {
-            for der in ca_tools::pemutil::ders_with_tag(pem_text.as_bytes(), "CERTIFICATE", "root")?
-            {
+            for der in ca_tools::pemutil::ders_with_tag(pem_text.as_bytes(), "CERTIFICATE", "root")? {
                 let info = inspect(&der)?;
                 let msp = info.msp_id.unwrap_or_else(|| info.subject.clone());
                 let pem = ca_tools::pemutil::cert_pem(&der);
@@ -461,14 +389,9 @@ fn trust_from(roots: &[PathBuf], crls: &[PathBuf]) -> Result<Vec<OrgTrust>, CliE
         let text = files::read_text(path)?;
         let owner = groups
             .iter()
-            .position(|(msp, list)| {
-                OrgTrust::new(msp, list, &[], std::slice::from_ref(&text)).is_ok()
-            })
+            .position(|(msp, list)| OrgTrust::new(msp, list, &[], std::slice::from_ref(&text)).is_ok())
             .ok_or_else(|| {
-                CliError::Usage(format!(
-                    "CRL {} is not valid or not signed by any of the given roots",
-                    path.display()
-                ))
+                CliError::Usage(format!("CRL {} is not valid or not signed by any of the given roots", path.display()))
             })?;
         crl_groups[owner].push(text);
     }
@@ -479,20 +402,11 @@ fn trust_from(roots: &[PathBuf], crls: &[PathBuf]) -> Result<Vec<OrgTrust>, CliE
     Ok(orgs)
 }
 
-fn verify(
-    roots: &[PathBuf],
-    role: &[Role],
-    crls: &[PathBuf],
-    at: Option<&str>,
-    cert: &Path,
-) -> Result<(), CliError> {
+fn verify(roots: &[PathBuf], role: &[Role], crls: &[PathBuf], at: Option<&str>, cert: &Path) -> Result<(), CliError> {
     let at_unix = parse_at(at)?;
     let orgs = trust_from(roots, crls)?;
     let cert_bytes = files::read_bounded(cert)?;
     let id = verify_identity(&cert_bytes, &orgs, at_unix, role)?;
-    println!(
-        "ok: subject={} msp_id={} role={}",
-        id.subject, id.msp_id, id.role
-    );
+    println!("ok: subject={} msp_id={} role={}", id.subject, id.msp_id, id.role);
     Ok(())
 }

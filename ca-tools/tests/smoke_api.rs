@@ -5,12 +5,7 @@ fn issued_orderer_verifies_and_signs_for_both_key_types() {
     for kt in [KeyType::EcdsaP256, KeyType::Ed25519] {
         let dir = tempfile::tempdir().unwrap();
         let mut ca = Ca::init(
-            &InitCaOptions {
-                org: "Org1".into(),
-                msp_id: "Org1MSP".into(),
-                key_type: kt,
-                days: 30,
-            },
+            &InitCaOptions { org: "Org1".into(), msp_id: "Org1MSP".into(), key_type: kt, days: 30 },
             &dir.path().join("ca"),
             false,
         )
@@ -31,13 +26,7 @@ fn issued_orderer_verifies_and_signs_for_both_key_types() {
             )
             .unwrap();
         let trust = OrgTrust::from_msp_dir("Org1MSP", &ca.msp_dir()).unwrap();
-        let id = verify_identity(
-            issued.signcert_pem.as_bytes(),
-            &[trust],
-            now_unix(),
-            &[Role::Orderer],
-        )
-        .unwrap();
+        let id = verify_identity(issued.signcert_pem.as_bytes(), &[trust], now_unix(), &[Role::Orderer]).unwrap();
         assert_eq!(id.msp_id, "Org1MSP");
         let msp = Msp::load(None, &issued.msp_dir).unwrap();
         let sig = msp.key.sign(b"hello").unwrap();
@@ -49,8 +38,7 @@ fn issued_orderer_verifies_and_signs_for_both_key_types() {
         ca.revoke(issued.signcert_pem.as_bytes()).unwrap();
         let crl = ca.crl_pem(Authority::Sign, 7).unwrap();
         let trust = OrgTrust::new("Org1MSP", &[ca.sign_ca_pem().into()], &[], &[crl]).unwrap();
-        let err =
-            verify_identity(issued.signcert_pem.as_bytes(), &[trust], now_unix(), &[]).unwrap_err();
+        let err = verify_identity(issued.signcert_pem.as_bytes(), &[trust], now_unix(), &[]).unwrap_err();
         assert!(matches!(err, VerifyError::Revoked { .. }), "{err}");
     }
 }

@@ -19,9 +19,7 @@ pub(crate) fn verify_creator(
 fn creator_error(error: VerifyError) -> EnvelopeError {
     let text = error.to_string();
     match error {
-        VerifyError::UnknownIssuer { .. } | VerifyError::MspMismatch { .. } => {
-            EnvelopeError::UnknownCreator(text)
-        }
+        VerifyError::UnknownIssuer { .. } | VerifyError::MspMismatch { .. } => EnvelopeError::UnknownCreator(text),
         VerifyError::Revoked { .. } => EnvelopeError::RevokedCreator(text),
         VerifyError::Expired { .. } => EnvelopeError::ExpiredCreator(text),
         VerifyError::NotYetValid { .. } => EnvelopeError::CreatorNotYetValid(text),
@@ -48,32 +46,16 @@ pub(crate) fn check_consenter_certs(
         msp_id: consenter.msp_id.clone(),
         reason,
     };
-    verify_identity(
-        consenter.identity_cert.as_bytes(),
-        std::slice::from_ref(trust),
-        now_unix,
-        Consenter::roles(),
-    )
-    .map_err(|e| bad("identity", e.to_string()))?;
+    verify_identity(consenter.identity_cert.as_bytes(), std::slice::from_ref(trust), now_unix, Consenter::roles())
+        .map_err(|e| bad("identity", e.to_string()))?;
     if org.tls_root_certs.is_empty() {
-        return Err(bad(
-            "TLS",
-            "the organisation has no TLS root CA to check it against; add its tlscacerts".into(),
-        ));
+        return Err(bad("TLS", "the organisation has no TLS root CA to check it against; add its tlscacerts".into()));
     }
     // The TLS roots act as the issuing roots here; the signing roots stay as
     // extra roots so CRLs issued by either CA are accepted.
     let tls_trust = OrgTrust::new(&org.msp_id, &org.tls_root_certs, &org.root_certs, &org.crls)
-        .map_err(|e| ConfigError::BadOrgTrust {
-            msp_id: org.msp_id.clone(),
-            reason: e.to_string(),
-        })?;
-    verify_identity(
-        consenter.tls_cert.as_bytes(),
-        std::slice::from_ref(&tls_trust),
-        now_unix,
-        Consenter::roles(),
-    )
-    .map_err(|e| bad("TLS", e.to_string()))?;
+        .map_err(|e| ConfigError::BadOrgTrust { msp_id: org.msp_id.clone(), reason: e.to_string() })?;
+    verify_identity(consenter.tls_cert.as_bytes(), std::slice::from_ref(&tls_trust), now_unix, Consenter::roles())
+        .map_err(|e| bad("TLS", e.to_string()))?;
     Ok(())
 }

@@ -2,5 +2,6 @@
 //! cluster links, API).
 
 pub mod channel;
+pub mod identity;
 
 pub use channel::{spawn, ChannelHandle, ChannelParams, Status, SubmitResult, Transport, Wire};
