@@ -301,7 +301,12 @@ async fn wait_commit(
     let deadline = tokio::time::Instant::now() + COMMIT_WAIT;
     loop {
         if let Ok(Some(n)) = state.store.tx_block(channel, &id) {
-            return answer(StatusCode::OK, "SUCCESS", format!("committed in block {n}"), json!({ "tx_id": tx_id, "block": n }));
+            return answer(
+                StatusCode::OK,
+                "SUCCESS",
+                format!("committed in block {n}"),
+                json!({ "tx_id": tx_id, "block": n }),
+            );
         }
         if tokio::time::timeout_at(deadline, status.changed()).await.is_err() {
             return answer(
@@ -398,7 +403,9 @@ async fn deliver(
         "newest" => newest,
         n => match n.parse::<u64>() {
             Ok(n) => n,
-            Err(_) => return answer(StatusCode::BAD_REQUEST, "BAD_REQUEST", "start: oldest, newest or a number", json!({})),
+            Err(_) => {
+                return answer(StatusCode::BAD_REQUEST, "BAD_REQUEST", "start: oldest, newest or a number", json!({}))
+            }
         },
     };
     let stop = match q.stop.as_deref().unwrap_or("never") {

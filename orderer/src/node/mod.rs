@@ -3,6 +3,10 @@
 
 pub mod api;
 pub mod channel;
+pub mod client;
+pub mod dev;
 pub mod identity;
+pub mod ops;
+// pub mod server; (needs the cluster links)
 
 pub use channel::{spawn, ChannelHandle, ChannelParams, Status, SubmitResult, Transport, Wire};
