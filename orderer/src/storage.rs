@@ -235,6 +235,14 @@ impl Store {
         Ok(txids.get(tx_id.as_slice()).map_err(|e| self.err(e))?.map(|v| v.value()))
     }
 
+    /// Envelopes stored on the channel (the size of the tx-id index).
+    pub fn tx_count(&self, channel: &str) -> Result<u64, StoreError> {
+        let t = Tables::of(channel)?;
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let txids = tx.open_table(BytesU64::new(&t.txids)).map_err(|e| self.err(e))?;
+        txids.len().map_err(|e| self.err(e))
+    }
+
     /// The consensus records, oldest first.
     pub fn durable(&self, channel: &str) -> Result<Vec<Durable>, StoreError> {
         self.records(channel, |t| &t.durable)

@@ -105,6 +105,8 @@ pub enum SubmitResult {
 pub struct Status {
     pub height: Seq,
     pub certified: Seq,
+    /// Envelopes in the stored ledger.
+    pub envelopes: u64,
     pub view: u64,
     pub primary: ReplicaId,
     pub changing_view: bool,
@@ -192,6 +194,7 @@ pub fn spawn(params: ChannelParams) -> Result<(ChannelHandle, tokio::task::JoinH
         channel: channel.clone(),
         status: status_tx,
         certified: 0,
+        envelopes: 0,
         limits: Limits::default(),
     };
     let join = tokio::spawn(task.run(req_rx, in_rx, params.tick));
@@ -236,6 +239,7 @@ struct Task {
     channel: String,
     status: watch::Sender<Status>,
     certified: Seq,
+    envelopes: u64,
     limits: Limits,
 }
 
@@ -257,6 +261,7 @@ impl Task {
     ) {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.envelopes = self.store.tx_count(&self.channel).unwrap_or(0);
         self.publish_status();
         loop {
             let mut pending = Pending::default();
@@ -372,6 +377,7 @@ impl Task {
     /// Group commit, then the sends and answers that depended on it.
     async fn flush(&mut self, pending: Pending) -> Result<(), StoreError> {
         let Pending { batch, sends, replies, fetches } = pending;
+        let new_blocks = !batch.blocks.is_empty();
         if !batch.is_empty() {
             let store = self.store.clone();
             let channel = self.channel.clone();
@@ -392,6 +398,9 @@ impl Task {
         for (reply, result) in replies {
             let _ = reply.send(result);
         }
+        if new_blocks {
+            self.envelopes = self.store.tx_count(&self.channel)?;
+        }
         self.publish_status();
         Ok(())
     }
@@ -401,6 +410,7 @@ impl Task {
         let status = Status {
             height: r.executed(),
             certified: self.certified,
+            envelopes: self.envelopes,
             view: r.view(),
             primary: r.primary_of(r.view()),
             changing_view: r.is_changing_view(),

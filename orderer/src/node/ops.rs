@@ -97,6 +97,7 @@ fn render(s: &OpsState) -> Result<String, prometheus::Error> {
     let height = gauge(&reg, "bft_ledger_height", "Number of the last committed block", &["channel"])?;
     let certified =
         gauge(&reg, "bft_certified_height", "Number of the last block with a quorum certificate", &["channel"])?;
+    let envelopes = gauge(&reg, "bft_ledger_envelopes", "Envelopes in the stored ledger", &["channel"])?;
     let view = gauge(&reg, "bft_view", "Current PBFT view", &["channel"])?;
     let leader = gauge(&reg, "bft_leader_id", "Consenter id of the current primary", &["channel"])?;
     let is_leader = gauge(&reg, "bft_is_leader", "1 if this node is the primary", &["channel"])?;
@@ -119,6 +120,7 @@ fn render(s: &OpsState) -> Result<String, prometheus::Error> {
         let st = entry.handle.status().borrow().clone();
         height.with_label_values(&[ch]).set(st.height as i64);
         certified.with_label_values(&[ch]).set(st.certified as i64);
+        envelopes.with_label_values(&[ch]).set(st.envelopes as i64);
         view.with_label_values(&[ch]).set(st.view as i64);
         leader.with_label_values(&[ch]).set(i64::from(st.primary));
         is_leader.with_label_values(&[ch]).set(i64::from(st.primary == s.node_id && !st.changing_view));
