@@ -2,6 +2,8 @@
 //!
 //! - [`consensus`]: the PBFT core, a pure deterministic state machine.
 //! - [`sim`]: the deterministic cluster simulator that proves it.
+//! - [`net`]: mutual-TLS cluster links between consenters.
 
 pub mod consensus;
+pub mod net;
 pub mod sim;
