@@ -7,6 +7,6 @@ pub mod client;
 pub mod dev;
 pub mod identity;
 pub mod ops;
-// pub mod server; (needs the cluster links)
+pub mod server;
 
 pub use channel::{spawn, ChannelHandle, ChannelParams, Status, SubmitResult, Transport, Wire};

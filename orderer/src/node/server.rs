@@ -123,7 +123,8 @@ fn consenter_endpoints(channels: &[(PbBlock, ChannelConfig)], me: u32) -> Result
 /// Runs the node until the process is stopped.
 pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
     let me = cfg.node.id;
-    let msp = Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?;
+    // Fails early, with a clear message, if the identity is unusable.
+    Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?;
     let tls = TlsIdentity::load(&cfg.node.tls_dir)?;
     let mac_secret = identity::load_or_create_mac_key(&cfg.node.mac_key_file)?;
     std::fs::create_dir_all(&cfg.node.data_dir)
@@ -175,7 +176,9 @@ pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
         let name = config.channel_id.clone();
         let genesis_hash = genesis.header.as_ref().map(|h| h.hash()).unwrap_or_default();
         let consensus = identity::consensus_config(&config, me, FIRST_EPOCH, genesis_hash, cfg.consensus.tick_ms, cfg.consensus.pool_max)?;
-        let crypto = NodeCrypto::new(msp.key.clone(), &config, me)?;
+        // One copy of the identity key per channel task.
+        let key = Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?.key;
+        let crypto = NodeCrypto::new(key, &config, me)?;
         let validator = EnvelopeValidator::new(&config)?;
         let macs = identity::mac_keys(&config, FIRST_EPOCH, me, &mac_secret)?;
         let (handle, _join) = channel::spawn(ChannelParams {
