@@ -167,7 +167,7 @@ fn revoked_certificate_is_refused_once_the_crl_is_trusted() {
     let trust = OrgTrust::new("Org1MSP", &[o.ca.sign_ca_pem().into()], &[], &[crl]).unwrap();
     let err = verify_identity(
         admin.signcert_pem.as_bytes(),
-        &[trust.clone()],
+        std::slice::from_ref(&trust),
         now_unix(),
         &[],
     )
@@ -220,7 +220,7 @@ fn ca_certificate_is_not_an_identity() {
     let o = org("Org1", "Org1MSP", KeyType::Ed25519);
     let err = verify_identity(
         o.ca.sign_ca_pem().as_bytes(),
-        &[o.trust.clone()],
+        std::slice::from_ref(&o.trust),
         now_unix(),
         &[],
     )
