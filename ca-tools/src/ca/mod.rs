@@ -269,11 +269,7 @@ impl Ca {
         authority: Authority,
         req: &IssueRequest,
     ) -> Result<String, PkiError> {
-        if self.state.issued.len() >= ISSUED_MAX {
-            return Err(PkiError::CaState(format!(
-                "this CA has issued {ISSUED_MAX} certificates, the most it records; create a new CA"
-            )));
-        }
+        assert!(self.state.issued.len() < ISSUED_MAX, "checked by issue()");
         let info = certinfo::inspect(pem.as_bytes())?;
         self.state.issued.push(IssuedRecord {
             serial: info.serial.clone(),
@@ -299,6 +295,20 @@ impl Ca {
         }
         if req.validity.not_after_unix <= req.validity.not_before_unix {
             return Err(PkiError::Config("validity ends before it starts".into()));
+        }
+        if self.state.issued.len() + 2 > ISSUED_MAX {
+            return Err(PkiError::CaState(format!(
+                "this CA has issued {} certificates, the most it records is {ISSUED_MAX}; create a new CA",
+                self.state.issued.len()
+            )));
+        }
+        let ca_not_after = self.sign.not_after_unix()?.min(self.tls.not_after_unix()?);
+        if ca_not_after <= req.validity.not_before_unix.max(crate::now_unix()) {
+            return Err(PkiError::CaState(format!(
+                "the CA of {} expired on {}; create a new CA with `ca-tools init-ca`",
+                self.state.msp_id,
+                certinfo::rfc3339(ca_not_after)
+            )));
         }
         let targets = layout::identity_files(out, &req.name, req.role);
         for t in &targets {
@@ -333,6 +343,10 @@ impl Ca {
         )?;
         let sign_serial = self.record(&signcert_pem, Authority::Sign, &req)?;
         let tls_serial = self.record(&tls_cert_pem, Authority::Tls, &req)?;
+        assert!(
+            sign_serial != tls_serial,
+            "two certificates with one serial"
+        );
         self.save()?;
         Ok(IssuedIdentity {
             name: req.name.clone(),
