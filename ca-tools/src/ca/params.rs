@@ -76,6 +76,11 @@ pub(crate) fn random_serial() -> Result<SerialNumber, PkiError> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
+/// Refuse a SAN that is neither an IP address nor a DNS name.
+pub fn check_san(san: &str) -> Result<(), PkiError> {
+    parse_san(san).map(|_| ())
+}
+
 fn parse_san(san: &str) -> Result<SanType, PkiError> {
     if let Ok(ip) = san.parse::<std::net::IpAddr>() {
         return Ok(SanType::IpAddress(ip));
