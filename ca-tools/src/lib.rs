@@ -6,6 +6,9 @@
 //! subject OU (`orderer`, `peer`, `client`, `admin`, `auditor`), as Fabric's
 //! NodeOUs do.
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 pub mod ca;
 pub mod certinfo;
 pub mod error;
@@ -27,7 +30,7 @@ pub use msp::{Msp, TlsIdentity};
 pub use network::{generate_network, NetworkConfig, NetworkSummary};
 pub use role::Role;
 pub use tls::{client_config, server_config};
-pub use verify::{verify_identity, OrgTrust, VerifiedIdentity};
+pub use verify::{verify_identity, verify_tls_identity, OrgTrust, VerifiedIdentity};
 
 /// The current time in unix seconds.
 pub fn now_unix() -> i64 {

@@ -185,7 +185,8 @@ async fn four_processes_order_ten_thousand_envelopes_survive_a_killed_primary_an
     submit(&msp, &mut conns, 10_300, 50).await;
     wait_until("the restarted node catches up", 90, || {
         cluster.metric(0, "bft_ledger_envelopes").unwrap_or(0) >= 10_350
-            && (0..4).map(|i| cluster.metric(i, "bft_ledger_height{")).collect::<std::collections::BTreeSet<_>>().len() == 1
+            && (0..4).map(|i| cluster.metric(i, "bft_ledger_height{")).collect::<std::collections::BTreeSet<_>>().len()
+                == 1
     });
     drop(conns);
     for i in 0..4 {
@@ -193,9 +194,8 @@ async fn four_processes_order_ten_thousand_envelopes_survive_a_killed_primary_an
     }
 
     // Byte-identical ledgers, every envelope exactly once.
-    let stores: Vec<Store> = (1..=4)
-        .map(|id| Store::open(&opts.dir.join(format!("nodes/orderer{id}/data/ledger.redb"))).unwrap())
-        .collect();
+    let stores: Vec<Store> =
+        (1..=4).map(|id| Store::open(&opts.dir.join(format!("nodes/orderer{id}/data/ledger.redb"))).unwrap()).collect();
     let height = stores[0].height(CHANNEL).unwrap();
     for s in &stores[1..] {
         assert_eq!(s.height(CHANNEL).unwrap(), height, "heights differ; log of node 1:\n{}", cluster.log(0));

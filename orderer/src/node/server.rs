@@ -62,7 +62,8 @@ pub fn read_bootstrap(dir: &Path) -> Result<Vec<(PbBlock, ChannelConfig)>, NodeE
     paths.sort();
     for path in paths {
         let bytes = channels::files::read_bounded(&path, GENESIS_BYTES_MAX).map_err(|e| err(e.to_string()))?;
-        let block = PbBlock::decode(bytes.as_slice()).map_err(|e| err(format!("{}: not a block: {e}", path.display())))?;
+        let block =
+            PbBlock::decode(bytes.as_slice()).map_err(|e| err(format!("{}: not a block: {e}", path.display())))?;
         let config = channels::config_from_genesis(&block).map_err(|e| err(format!("{}: {e}", path.display())))?;
         out.push((block, config));
     }
@@ -113,7 +114,12 @@ fn consenter_endpoints(channels: &[(PbBlock, ChannelConfig)], me: u32) -> Result
             })?;
             peers.insert(
                 c.id,
-                PeerEndpoint { id: c.id, addr: format!("{}:{}", c.host, c.port), server_name: c.host.clone(), tls_cert_der: der },
+                PeerEndpoint {
+                    id: c.id,
+                    addr: format!("{}:{}", c.host, c.port),
+                    server_name: c.host.clone(),
+                    tls_cert_der: der,
+                },
             );
         }
     }
@@ -130,10 +136,8 @@ pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
     std::fs::create_dir_all(&cfg.node.data_dir)
         .map_err(|e| NodeError::Bootstrap { path: cfg.node.data_dir.display().to_string(), detail: e.to_string() })?;
     let store = Arc::new(Store::open(&cfg.node.data_dir.join("ledger.redb"))?);
-    let joined: Vec<(PbBlock, ChannelConfig)> = read_bootstrap(&cfg.node.bootstrap_dir)?
-        .into_iter()
-        .filter(|(_, c)| c.consenter(me).is_some())
-        .collect();
+    let joined: Vec<(PbBlock, ChannelConfig)> =
+        read_bootstrap(&cfg.node.bootstrap_dir)?.into_iter().filter(|(_, c)| c.consenter(me).is_some()).collect();
     if joined.is_empty() {
         return Err(NodeError::NoChannels(me));
     }
@@ -155,13 +159,18 @@ pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
     let client_config = Arc::new(ca_tools::client_config(&tls, &tls_roots)?);
 
     let listen = cfg.cluster.listen.parse().map_err(|e| NodeError::Net(format!("cluster.listen: {e}")))?;
-    let mut link_cfg = LinkConfig::new(me, listen, consenter_endpoints(&joined, me)?, server_config.clone(), client_config);
+    let mut link_cfg =
+        LinkConfig::new(me, listen, consenter_endpoints(&joined, me)?, server_config.clone(), client_config);
     link_cfg.frame_bytes_max = cfg.cluster.frame_bytes_max;
     link_cfg.send_queue_max = cfg.cluster.send_queue_max;
     link_cfg.reconnect_min_ms = cfg.cluster.reconnect_min_ms;
     link_cfg.reconnect_max_ms = cfg.cluster.reconnect_max_ms;
     if cfg.cluster.fault_delay_ms > 0 || cfg.cluster.fault_drop_per_mille > 0 {
-        tracing::warn!("cluster fault injection is ON (test setting): delay {} ms, drop {}‰", cfg.cluster.fault_delay_ms, cfg.cluster.fault_drop_per_mille);
+        tracing::warn!(
+            "cluster fault injection is ON (test setting): delay {} ms, drop {}‰",
+            cfg.cluster.fault_delay_ms,
+            cfg.cluster.fault_drop_per_mille
+        );
         link_cfg.fault = Some(crate::net::FaultInjection {
             delay_ms: cfg.cluster.fault_delay_ms,
             drop_per_mille: cfg.cluster.fault_drop_per_mille.min(1000) as u16,
@@ -175,7 +184,14 @@ pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
     for (genesis, config) in joined {
         let name = config.channel_id.clone();
         let genesis_hash = genesis.header.as_ref().map(|h| h.hash()).unwrap_or_default();
-        let consensus = identity::consensus_config(&config, me, FIRST_EPOCH, genesis_hash, cfg.consensus.tick_ms, cfg.consensus.pool_max)?;
+        let consensus = identity::consensus_config(
+            &config,
+            me,
+            FIRST_EPOCH,
+            genesis_hash,
+            cfg.consensus.tick_ms,
+            cfg.consensus.pool_max,
+        )?;
         // One copy of the identity key per channel task.
         let key = Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?.key;
         let crypto = NodeCrypto::new(key, &config, me)?;
@@ -192,7 +208,8 @@ pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
             queue_max: cfg.consensus.queue_max,
         })
         .map_err(|e| NodeError::Channel { channel: name.clone(), detail: e.to_string() })?;
-        let trust = ChannelTrust::new(&config).map_err(|e| NodeError::Channel { channel: name.clone(), detail: e.to_string() })?;
+        let trust = ChannelTrust::new(&config)
+            .map_err(|e| NodeError::Channel { channel: name.clone(), detail: e.to_string() })?;
         let body_bytes_max = config.batch.as_ref().map_or(cfg.api.body_bytes_max, |b| b.absolute_max_bytes as usize);
         let entry = ChannelEntry {
             handle,
@@ -233,9 +250,11 @@ pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
         c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Arc::new(c)
     };
-    let api_listener = TlsListener::bind(&cfg.api.listen, api_tls)
-        .await
-        .map_err(|e| NodeError::Listen { what: "peer API", addr: cfg.api.listen.clone(), detail: e.to_string() })?;
+    let api_listener = TlsListener::bind(&cfg.api.listen, api_tls).await.map_err(|e| NodeError::Listen {
+        what: "peer API",
+        addr: cfg.api.listen.clone(),
+        detail: e.to_string(),
+    })?;
     let router = api::peer_router(api_state, cfg.api.body_bytes_max);
     tokio::spawn(async move {
         if let Err(e) = api::serve_peer_api(api_listener, router).await {
@@ -244,12 +263,16 @@ pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
     });
 
     let ops_state = OpsState { channels: entries.clone(), links: Arc::new(LinkFigures(links.clone())), node_id: me };
-    let ops_listener = tokio::net::TcpListener::bind(&cfg.operations.listen)
-        .await
-        .map_err(|e| NodeError::Listen { what: "operations endpoint", addr: cfg.operations.listen.clone(), detail: e.to_string() })?;
+    let ops_listener = tokio::net::TcpListener::bind(&cfg.operations.listen).await.map_err(|e| NodeError::Listen {
+        what: "operations endpoint",
+        addr: cfg.operations.listen.clone(),
+        detail: e.to_string(),
+    })?;
     tracing::info!(node = me, cluster = %cfg.cluster.listen, api = %cfg.api.listen, operations = %cfg.operations.listen, "orderer started");
-    axum::serve(ops_listener, ops::router(ops_state))
-        .await
-        .map_err(|e| NodeError::Listen { what: "operations endpoint", addr: cfg.operations.listen.clone(), detail: e.to_string() })?;
+    axum::serve(ops_listener, ops::router(ops_state)).await.map_err(|e| NodeError::Listen {
+        what: "operations endpoint",
+        addr: cfg.operations.listen.clone(),
+        detail: e.to_string(),
+    })?;
     Ok(())
 }
