@@ -179,7 +179,7 @@ fn authorize(entry: &ChannelEntry, peer: &Peer, roles: &[Role]) -> Result<(), Re
     let Some(cert) = &peer.cert_der else {
         return Err(forbidden("a client certificate is required"));
     };
-    ca_tools::verify_identity(cert, &entry.orgs, ca_tools::now_unix(), roles)
+    ca_tools::verify_tls_identity(cert, &entry.orgs, ca_tools::now_unix(), roles)
         .map(|_| ())
         .map_err(|e| forbidden(format!("client certificate refused for this channel: {e}")))
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use ca_tools::{Msp, OrgTrust, TlsIdentity};
+use ca_tools::{Msp, TlsIdentity};
 use channels::envelope::ChannelTrust;
 use channels::proto::common::Block as PbBlock;
 use channels::ChannelConfig;
@@ -88,17 +88,6 @@ impl LinkStats for LinkFigures {
     fn peers(&self) -> Vec<(u32, bool, usize, u64)> {
         self.0.stats().into_iter().map(|p| (p.id, p.connected, p.queue_len, p.dropped)).collect()
     }
-}
-
-/// Every org's trust anchors with its TLS roots as the roots: what client
-/// TLS certificates are checked against.
-fn tls_trust(config: &ChannelConfig) -> Result<Vec<OrgTrust>, NodeError> {
-    config
-        .orgs
-        .iter()
-        .map(|o| OrgTrust::new(&o.msp_id, &o.tls_root_certs, &[], &o.crls))
-        .collect::<Result<_, _>>()
-        .map_err(NodeError::Pki)
 }
 
 fn consenter_endpoints(channels: &[(PbBlock, ChannelConfig)], me: u32) -> Result<Vec<PeerEndpoint>, NodeError> {
@@ -213,7 +202,9 @@ pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
         let body_bytes_max = config.batch.as_ref().map_or(cfg.api.body_bytes_max, |b| b.absolute_max_bytes as usize);
         let entry = ChannelEntry {
             handle,
-            orgs: tls_trust(&config)?,
+            orgs: config
+                .org_trust()
+                .map_err(|e| NodeError::Channel { channel: name.clone(), detail: e.to_string() })?,
             trust,
             genesis,
             epoch: FIRST_EPOCH,
