@@ -460,3 +460,40 @@ async fn frames_with_bad_channel_names_or_sizes_are_not_sent() {
     links.shutdown().await;
     assert_eq!(links.send(2, "alpha", Bytes::from_static(b"x")), SendOutcome::Closed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_does_not_read_pushes_back_and_the_sender_drops_instead_of_growing() {
+    let ca = Ca::new("consortium");
+    let (a, b) = (ca.issue("orderer1"), ca.issue("orderer2"));
+    let mut b_cfg = config(2, any_port(), vec![], &ca, &b);
+    b_cfg.inbound_queue_max = 4;
+    let (b_links, mut b_inbound) = Links::start(b_cfg).await.unwrap();
+    let mut a_cfg = config(1, any_port(), vec![endpoint(2, b_links.local_addr(), &b)], &ca, &a);
+    a_cfg.send_queue_max = 16;
+    let (a_links, _) = Links::start(a_cfg).await.unwrap();
+    b_links.replace_peers(vec![endpoint(1, a_links.local_addr(), &a)]).unwrap();
+    wait_until("the link is up", || stats_of(&a_links, 2).connected).await;
+
+    let total = 400u32;
+    let chunk = vec![7u8; 64 << 10];
+    for seq in 0..total {
+        let mut bytes = format!("1/alpha/{seq}/").into_bytes();
+        bytes.extend_from_slice(&chunk);
+        a_links.send(2, "alpha", Bytes::from(bytes));
+    }
+    let dropped = stats_of(&a_links, 2).dropped;
+    assert!(dropped > 0, "26 MB into a node that does not read must overflow the 16-frame queue");
+    // The receiver, blocked on its 4-frame inbound queue, lost nothing: every
+    // frame not dropped at send time arrives, in order.
+    let delivered = (u64::from(total) - dropped) as usize;
+    let frames = receive(&mut b_inbound, delivered).await;
+    let seqs: Vec<u32> = frames
+        .iter()
+        .map(|f| std::str::from_utf8(&f.bytes[..16]).unwrap().split('/').nth(2).unwrap().parse().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "frames out of order");
+    assert_nothing_arrives(&mut b_inbound).await;
+    assert_eq!(stats_of(&a_links, 2).dropped, dropped, "nothing lost on the link itself");
+    a_links.shutdown().await;
+    b_links.shutdown().await;
+}
