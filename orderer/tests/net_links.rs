@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -113,6 +115,7 @@ fn config(me: ConsenterId, listen: SocketAddr, peers: Vec<PeerEndpoint>, ca: &Ca
     cfg.reconnect_min_ms = 10;
     cfg.reconnect_max_ms = 200;
     cfg.io_timeout_ms = 2_000;
+    cfg.keepalive_ms = 50;
     cfg
 }
 
@@ -215,6 +218,10 @@ async fn four_nodes_deliver_every_frame_once_and_in_order_per_sender_and_channel
     for node in &nodes {
         wait_until("every writer has counted its flushed frames", || node.links.stats().iter().all(|s| s.sent == 600))
             .await;
+        wait_until("every link has measured a round trip", || {
+            node.links.stats().iter().all(|s| s.last_rtt_us.is_some())
+        })
+        .await;
         for stats in node.links.stats() {
             assert_eq!((stats.sent, stats.received, stats.dropped), (600, 600, 0), "{stats:?}");
             assert!(stats.connected && stats.inbound_connected, "{stats:?}");
@@ -496,4 +503,37 @@ async fn a_node_that_does_not_read_pushes_back_and_the_sender_drops_instead_of_g
     assert_eq!(stats_of(&a_links, 2).dropped, dropped, "nothing lost on the link itself");
     a_links.shutdown().await;
     b_links.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_that_stops_answering_pings_is_detected_and_redialled() {
+    let ca = Ca::new("consortium");
+    let (a, b) = (ca.issue("orderer1"), ca.issue("orderer2"));
+    // A fake node 2: completes TLS, greets, then reads and discards, never answering pings.
+    let silent = tokio::net::TcpListener::bind(any_port()).await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki::server_config(&ca, &b));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let counter = accepted.clone();
+    let fake = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (tcp, _) = silent.accept().await.unwrap();
+            let mut link = acceptor.accept(tcp).await.unwrap();
+            link.write_all(b"BFTLINK1").await.unwrap();
+            counter.fetch_add(1, Ordering::Relaxed);
+            held.push(tokio::spawn(async move {
+                let mut sink = [0u8; 1024];
+                while matches!(link.read(&mut sink).await, Ok(n) if n > 0) {}
+            }));
+        }
+    });
+    let mut a_cfg = config(1, any_port(), vec![endpoint(2, silent_addr, &b)], &ca, &a);
+    a_cfg.io_timeout_ms = 300;
+    let (a_links, _) = Links::start(a_cfg).await.unwrap();
+    wait_until("the silent link was given up and redialled", || stats_of(&a_links, 2).connects >= 2).await;
+    assert!(accepted.load(Ordering::Relaxed) >= 2);
+    assert_eq!(stats_of(&a_links, 2).last_rtt_us, None, "no pong was ever received");
+    fake.abort();
+    a_links.shutdown().await;
 }

@@ -56,6 +56,7 @@ struct Inner {
     reconnect_min_ms: u64,
     reconnect_max_ms: u64,
     io_timeout_ms: u64,
+    keepalive_ms: u64,
 }
 
 impl Drop for Inner {
@@ -107,6 +108,7 @@ impl Links {
             reconnect_min_ms: cfg.reconnect_min_ms,
             reconnect_max_ms: cfg.reconnect_max_ms,
             io_timeout_ms: cfg.io_timeout_ms,
+            keepalive_ms: cfg.keepalive_ms,
         };
         let listener = Arc::new(Listener {
             acceptor: TlsAcceptor::from(cfg.server_config),
@@ -266,6 +268,7 @@ impl Inner {
             reconnect_min_ms: self.reconnect_min_ms,
             reconnect_max_ms: self.reconnect_max_ms,
             io_timeout_ms: self.io_timeout_ms,
+            keepalive_ms: self.keepalive_ms,
         };
         let writer = self.runtime.spawn(dialer.run(queue_rx));
         PeerSlot { endpoint: peer.endpoint, counters, queue, writer, session: None }
