@@ -197,6 +197,41 @@ mod tests {
         assert!(matches!(decode(&[0, 0, 0, 2, 0, 1], 1024).await, Err(FrameError::BadControl)));
     }
 
+    fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(future)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_decode_to_an_error_or_a_frame_that_re_encodes_to_them(
+            len in 0u32..40,
+            channel_len in 0u8..12,
+            rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..48),
+            cut in 0usize..100,
+        ) {
+            // Mostly plausible frames, some truncated, some malformed.
+            let max = FRAME_BYTES_MIN;
+            let mut wire = len.to_be_bytes().to_vec();
+            wire.push(channel_len);
+            wire.extend_from_slice(&rest);
+            wire.truncate(cut);
+            let mut reader = wire.as_slice();
+            let decoded = block_on(read_frame(&mut reader, max));
+            let consumed = &wire[..wire.len() - reader.len()];
+            match decoded {
+                Ok(Some(Frame::Data { channel, payload })) => {
+                    let mut again = encode_header(&channel, payload.len(), max).unwrap();
+                    again.extend_from_slice(&payload);
+                    proptest::prop_assert_eq!(again.as_slice(), consumed);
+                }
+                Ok(Some(Frame::Ping(nonce))) => proptest::prop_assert_eq!(&encode_control(false, nonce)[..], consumed),
+                Ok(Some(Frame::Pong(nonce))) => proptest::prop_assert_eq!(&encode_control(true, nonce)[..], consumed),
+                Ok(None) => proptest::prop_assert!(consumed.len() < LENGTH_PREFIX_BYTES),
+                Err(_) => {}
+            }
+        }
+    }
+
     #[test]
     fn payload_that_would_exceed_the_limit_is_not_encoded() {
         assert!(encode_header("c", 1022, 1024).is_ok());

@@ -131,7 +131,8 @@ impl Links {
 
     /// Queues a frame for `to` on `channel` without waiting. If the peer's
     /// queue is full (or anything else prevents it) the frame is dropped and
-    /// counted; memory never grows beyond the configured bounds.
+    /// counted; memory never grows beyond the configured bounds. Our own id
+    /// is not a peer ([`SendOutcome::UnknownPeer`]).
     pub fn send(&self, to: ConsenterId, channel: &str, bytes: Bytes) -> SendOutcome {
         if self.inner.closed.load(Ordering::Relaxed) {
             return SendOutcome::Closed;
@@ -189,9 +190,7 @@ impl Links {
     /// redialled with an empty queue. Ignored after [`Links::shutdown`].
     pub fn replace_peers(&self, peers: Vec<PeerEndpoint>) -> Result<(), NetError> {
         let peers = validate_peers(self.inner.me, peers)?;
-        if !self.inner.closed.load(Ordering::Relaxed) {
-            self.install(peers);
-        }
+        self.install(peers);
         Ok(())
     }
 
