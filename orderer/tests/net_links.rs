@@ -420,6 +420,8 @@ async fn fault_injection_delays_every_frame() {
     assert!(elapsed >= Duration::from_millis(300), "arrived after {elapsed:?}");
     a_links.shutdown().await;
     b_links.shutdown().await;
+    let after = tokio::time::timeout(WAIT, b_inbound.recv()).await.unwrap();
+    assert!(after.is_none(), "the inbound receiver ends after shutdown: {after:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

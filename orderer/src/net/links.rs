@@ -203,7 +203,8 @@ impl Links {
     }
 
     /// Stops the listener, closes every link and waits for the tasks to end.
-    /// Later sends return [`SendOutcome::Closed`].
+    /// The inbound receiver then yields what it buffered, then `None`. Later
+    /// sends return [`SendOutcome::Closed`]; later membership changes do nothing.
     pub async fn shutdown(&self) {
         self.inner.closed.store(true, Ordering::Relaxed);
         let listener = self.inner.listener.lock().unwrap_or_else(|p| p.into_inner()).take();
