@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -113,6 +115,7 @@ fn config(me: ConsenterId, listen: SocketAddr, peers: Vec<PeerEndpoint>, ca: &Ca
     cfg.reconnect_min_ms = 10;
     cfg.reconnect_max_ms = 200;
     cfg.io_timeout_ms = 2_000;
+    cfg.keepalive_ms = 50;
     cfg
 }
 
@@ -215,6 +218,10 @@ async fn four_nodes_deliver_every_frame_once_and_in_order_per_sender_and_channel
     for node in &nodes {
         wait_until("every writer has counted its flushed frames", || node.links.stats().iter().all(|s| s.sent == 600))
             .await;
+        wait_until("every link has measured a round trip", || {
+            node.links.stats().iter().all(|s| s.last_rtt_us.is_some())
+        })
+        .await;
         for stats in node.links.stats() {
             assert_eq!((stats.sent, stats.received, stats.dropped), (600, 600, 0), "{stats:?}");
             assert!(stats.connected && stats.inbound_connected, "{stats:?}");
@@ -413,6 +420,8 @@ async fn fault_injection_delays_every_frame() {
     assert!(elapsed >= Duration::from_millis(300), "arrived after {elapsed:?}");
     a_links.shutdown().await;
     b_links.shutdown().await;
+    let after = tokio::time::timeout(WAIT, b_inbound.recv()).await.unwrap();
+    assert!(after.is_none(), "the inbound receiver ends after shutdown: {after:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -459,4 +468,74 @@ async fn frames_with_bad_channel_names_or_sizes_are_not_sent() {
     assert_eq!(stats_of(&links, 2).invalid, 3);
     links.shutdown().await;
     assert_eq!(links.send(2, "alpha", Bytes::from_static(b"x")), SendOutcome::Closed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_does_not_read_pushes_back_and_the_sender_drops_instead_of_growing() {
+    let ca = Ca::new("consortium");
+    let (a, b) = (ca.issue("orderer1"), ca.issue("orderer2"));
+    let mut b_cfg = config(2, any_port(), vec![], &ca, &b);
+    b_cfg.inbound_queue_max = 4;
+    let (b_links, mut b_inbound) = Links::start(b_cfg).await.unwrap();
+    let mut a_cfg = config(1, any_port(), vec![endpoint(2, b_links.local_addr(), &b)], &ca, &a);
+    a_cfg.send_queue_max = 16;
+    let (a_links, _) = Links::start(a_cfg).await.unwrap();
+    b_links.replace_peers(vec![endpoint(1, a_links.local_addr(), &a)]).unwrap();
+    wait_until("the link is up", || stats_of(&a_links, 2).connected).await;
+
+    let total = 400u32;
+    let chunk = vec![7u8; 64 << 10];
+    for seq in 0..total {
+        let mut bytes = format!("1/alpha/{seq}/").into_bytes();
+        bytes.extend_from_slice(&chunk);
+        a_links.send(2, "alpha", Bytes::from(bytes));
+    }
+    let dropped = stats_of(&a_links, 2).dropped;
+    assert!(dropped > 0, "26 MB into a node that does not read must overflow the 16-frame queue");
+    // The receiver, blocked on its 4-frame inbound queue, lost nothing: every
+    // frame not dropped at send time arrives, in order.
+    let delivered = (u64::from(total) - dropped) as usize;
+    let frames = receive(&mut b_inbound, delivered).await;
+    let seqs: Vec<u32> = frames
+        .iter()
+        .map(|f| std::str::from_utf8(&f.bytes[..16]).unwrap().split('/').nth(2).unwrap().parse().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "frames out of order");
+    assert_nothing_arrives(&mut b_inbound).await;
+    assert_eq!(stats_of(&a_links, 2).dropped, dropped, "nothing lost on the link itself");
+    a_links.shutdown().await;
+    b_links.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_that_stops_answering_pings_is_detected_and_redialled() {
+    let ca = Ca::new("consortium");
+    let (a, b) = (ca.issue("orderer1"), ca.issue("orderer2"));
+    // A fake node 2: completes TLS, greets, then reads and discards, never answering pings.
+    let silent = tokio::net::TcpListener::bind(any_port()).await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki::server_config(&ca, &b));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let counter = accepted.clone();
+    let fake = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (tcp, _) = silent.accept().await.unwrap();
+            let mut link = acceptor.accept(tcp).await.unwrap();
+            link.write_all(b"BFTLINK1").await.unwrap();
+            counter.fetch_add(1, Ordering::Relaxed);
+            held.push(tokio::spawn(async move {
+                let mut sink = [0u8; 1024];
+                while matches!(link.read(&mut sink).await, Ok(n) if n > 0) {}
+            }));
+        }
+    });
+    let mut a_cfg = config(1, any_port(), vec![endpoint(2, silent_addr, &b)], &ca, &a);
+    a_cfg.io_timeout_ms = 300;
+    let (a_links, _) = Links::start(a_cfg).await.unwrap();
+    wait_until("the silent link was given up and redialled", || stats_of(&a_links, 2).connects >= 2).await;
+    assert!(accepted.load(Ordering::Relaxed) >= 2);
+    assert_eq!(stats_of(&a_links, 2).last_rtt_us, None, "no pong was ever received");
+    fake.abort();
+    a_links.shutdown().await;
 }

@@ -85,8 +85,10 @@ pub struct LinkConfig {
     pub reconnect_min_ms: u64,
     /// Largest reconnect delay.
     pub reconnect_max_ms: u64,
-    /// Limit on a connect, a TLS handshake, or a stalled write.
+    /// Limit on a connect, a TLS handshake, a stalled write, or a pong.
     pub io_timeout_ms: u64,
+    /// Interval between keepalive pings on each outbound link.
+    pub keepalive_ms: u64,
     /// Fault injection on send; `None` in production.
     pub fault: Option<FaultInjection>,
 }
@@ -104,6 +106,8 @@ impl LinkConfig {
     pub const RECONNECT_MAX_MS_DEFAULT: u64 = 10_000;
     /// Default `io_timeout_ms`.
     pub const IO_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+    /// Default `keepalive_ms`.
+    pub const KEEPALIVE_MS_DEFAULT: u64 = 5_000;
 
     /// A configuration with every limit at its default and no fault injection.
     pub fn new(
@@ -125,6 +129,7 @@ impl LinkConfig {
             reconnect_min_ms: Self::RECONNECT_MIN_MS_DEFAULT,
             reconnect_max_ms: Self::RECONNECT_MAX_MS_DEFAULT,
             io_timeout_ms: Self::IO_TIMEOUT_MS_DEFAULT,
+            keepalive_ms: Self::KEEPALIVE_MS_DEFAULT,
             fault: None,
         }
     }
@@ -132,7 +137,7 @@ impl LinkConfig {
     /// Checks every numeric limit (the peer list is checked by the registry).
     pub(crate) fn validate_limits(&self) -> Result<(), NetError> {
         let fault = self.fault.unwrap_or_default();
-        let checks: [(&'static str, u64, u64, u64, &'static str); 8] = [
+        let checks: [(&'static str, u64, u64, u64, &'static str); 9] = [
             (
                 "frame_bytes_max",
                 self.frame_bytes_max as u64,
@@ -145,6 +150,7 @@ impl LinkConfig {
             ("reconnect_min_ms", self.reconnect_min_ms, 1, self.reconnect_max_ms, "1..=reconnect_max_ms"),
             ("reconnect_max_ms", self.reconnect_max_ms, 1, 600_000, "1..=600000 ms"),
             ("io_timeout_ms", self.io_timeout_ms, 10, 600_000, "10..=600000 ms"),
+            ("keepalive_ms", self.keepalive_ms, 10, 600_000, "10..=600000 ms"),
             ("fault.delay_ms", fault.delay_ms, 0, 60_000, "0..=60000 ms"),
             ("fault.drop_per_mille", u64::from(fault.drop_per_mille), 0, 1000, "0..=1000"),
         ];

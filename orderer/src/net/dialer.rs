@@ -3,11 +3,13 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tracing::{debug, info, warn};
@@ -15,7 +17,9 @@ use tracing::{debug, info, warn};
 use super::backoff::Backoff;
 use super::config::PeerEndpoint;
 use super::error::LinkError;
+use super::frame::{decode_control, encode_control, Frame, CONTROL_FRAME_BYTES};
 use super::io::{within, GREETING};
+use super::keepalive::Keepalive;
 use super::registry::Outbound;
 use super::rng::Rng;
 use super::stats::{bump, PeerCounters};
@@ -37,6 +41,7 @@ pub(crate) struct Dialer {
     pub(crate) reconnect_min_ms: u64,
     pub(crate) reconnect_max_ms: u64,
     pub(crate) io_timeout_ms: u64,
+    pub(crate) keepalive_ms: u64,
 }
 
 impl Dialer {
@@ -106,25 +111,46 @@ impl Dialer {
         }
     }
 
-    /// Drains the queue onto the link. `Ok` when the queue is closed; `Err`
-    /// when the link fails (the listener never writes after its greeting, so
-    /// a readable link means it was closed or misbehaves).
+    /// Drains the queue onto the link and keeps it alive. `Ok` when the queue
+    /// is closed; `Err` when the link fails. The listener writes nothing but
+    /// pongs after its greeting; they are read a byte-slice at a time so that
+    /// this read can be cancelled by the other branches without losing data.
     async fn pump(&self, link: Link, queue: &mut mpsc::Receiver<Outbound>) -> Result<(), LinkError> {
         let (mut reader, writer) = tokio::io::split(link);
         let mut writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer);
-        let mut probe = [0u8; 1];
+        let mut keepalive = Keepalive::default();
+        let mut ticker = tokio::time::interval(Duration::from_millis(self.keepalive_ms));
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut inbox = [0u8; CONTROL_FRAME_BYTES];
+        let mut filled = 0usize;
         loop {
             tokio::select! {
                 item = queue.recv() => {
                     let Some(first) = item else { return Ok(()) };
                     self.write_batch(&mut writer, first, queue).await?;
                 }
-                read = reader.read(&mut probe) => {
-                    return Err(match read {
-                        Ok(0) => LinkError::Closed,
-                        Ok(_) => LinkError::UnexpectedData,
-                        Err(source) => LinkError::Io { during: "watching the link", source },
-                    });
+                _ = ticker.tick() => {
+                    if let Some(nonce) = keepalive.tick(Instant::now(), self.io_timeout_ms)? {
+                        within(self.io_timeout_ms, "pinging", writer.write_all(&encode_control(false, nonce))).await?;
+                        within(self.io_timeout_ms, "pinging", writer.flush()).await?;
+                    }
+                }
+                read = reader.read(&mut inbox[filled..]) => {
+                    match read {
+                        Ok(0) => return Err(LinkError::Closed),
+                        Ok(n) => filled += n,
+                        Err(source) => return Err(LinkError::Io { during: "reading a pong", source }),
+                    }
+                    assert!(filled <= CONTROL_FRAME_BYTES);
+                    if filled == CONTROL_FRAME_BYTES {
+                        filled = 0;
+                        let Some(Frame::Pong(nonce)) = decode_control(&inbox) else {
+                            return Err(LinkError::UnexpectedData);
+                        };
+                        let rtt = keepalive.pong(nonce, Instant::now())?;
+                        self.counters.last_rtt_us.store(rtt.as_micros() as u64, Ordering::Relaxed);
+                        bump(&self.counters.pongs);
+                    }
                 }
             }
         }
@@ -158,7 +184,7 @@ impl Dialer {
         let mut next = Some(first);
         while let Some(item) = next {
             *batch += 1;
-            if let Some(due) = item.due.filter(|due| *due > tokio::time::Instant::now()) {
+            if let Some(due) = item.due.filter(|due| *due > Instant::now()) {
                 within(limit, "flushing", writer.flush()).await?;
                 tokio::time::sleep_until(due).await;
             }

@@ -105,6 +105,9 @@ pub enum FrameError {
         /// The announced channel name length.
         channel_len: usize,
     },
+    /// A control frame (channel length 0) is not a well-formed ping or pong.
+    #[error("malformed control frame: expected a 10-byte ping or pong")]
+    BadControl,
     /// The channel name is not UTF-8.
     #[error("channel name is not valid UTF-8")]
     ChannelNotUtf8,
@@ -124,7 +127,7 @@ pub(crate) enum LinkError {
     WrongServerCertificate,
     #[error("the listener did not confirm the link (bad greeting); it does not know our certificate or speaks another protocol")]
     BadGreeting,
-    #[error("the peer sent data on an outbound link, which carries frames in one direction only")]
+    #[error("the peer sent something other than an expected pong on an outbound link")]
     UnexpectedData,
     #[error("the peer closed the connection")]
     Closed,

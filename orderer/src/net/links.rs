@@ -56,6 +56,7 @@ struct Inner {
     reconnect_min_ms: u64,
     reconnect_max_ms: u64,
     io_timeout_ms: u64,
+    keepalive_ms: u64,
 }
 
 impl Drop for Inner {
@@ -107,6 +108,7 @@ impl Links {
             reconnect_min_ms: cfg.reconnect_min_ms,
             reconnect_max_ms: cfg.reconnect_max_ms,
             io_timeout_ms: cfg.io_timeout_ms,
+            keepalive_ms: cfg.keepalive_ms,
         };
         let listener = Arc::new(Listener {
             acceptor: TlsAcceptor::from(cfg.server_config),
@@ -129,7 +131,8 @@ impl Links {
 
     /// Queues a frame for `to` on `channel` without waiting. If the peer's
     /// queue is full (or anything else prevents it) the frame is dropped and
-    /// counted; memory never grows beyond the configured bounds.
+    /// counted; memory never grows beyond the configured bounds. Our own id
+    /// is not a peer ([`SendOutcome::UnknownPeer`]).
     pub fn send(&self, to: ConsenterId, channel: &str, bytes: Bytes) -> SendOutcome {
         if self.inner.closed.load(Ordering::Relaxed) {
             return SendOutcome::Closed;
@@ -187,9 +190,7 @@ impl Links {
     /// redialled with an empty queue. Ignored after [`Links::shutdown`].
     pub fn replace_peers(&self, peers: Vec<PeerEndpoint>) -> Result<(), NetError> {
         let peers = validate_peers(self.inner.me, peers)?;
-        if !self.inner.closed.load(Ordering::Relaxed) {
-            self.install(peers);
-        }
+        self.install(peers);
         Ok(())
     }
 
@@ -202,7 +203,8 @@ impl Links {
     }
 
     /// Stops the listener, closes every link and waits for the tasks to end.
-    /// Later sends return [`SendOutcome::Closed`].
+    /// The inbound receiver then yields what it buffered, then `None`. Later
+    /// sends return [`SendOutcome::Closed`]; later membership changes do nothing.
     pub async fn shutdown(&self) {
         self.inner.closed.store(true, Ordering::Relaxed);
         let listener = self.inner.listener.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -266,6 +268,7 @@ impl Inner {
             reconnect_min_ms: self.reconnect_min_ms,
             reconnect_max_ms: self.reconnect_max_ms,
             io_timeout_ms: self.io_timeout_ms,
+            keepalive_ms: self.keepalive_ms,
         };
         let writer = self.runtime.spawn(dialer.run(queue_rx));
         PeerSlot { endpoint: peer.endpoint, counters, queue, writer, session: None }

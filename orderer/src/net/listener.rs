@@ -15,8 +15,8 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 use super::config::ConsenterId;
-use super::error::FrameError;
-use super::frame::read_frame;
+use super::error::{FrameError, LinkError};
+use super::frame::{encode_control, read_frame, Frame};
 use super::io::{within, GREETING};
 use super::registry::{Admission, Shared};
 use super::stats::{bump, PeerCounters};
@@ -35,6 +35,7 @@ enum End {
     Superseded,
     NodeGone,
     Failed(FrameError),
+    Lost(LinkError),
 }
 
 /// The listener's fixed parameters.
@@ -80,6 +81,7 @@ impl Listener {
             End::Superseded => info!(peer = id, %remote, "inbound cluster link superseded or peer removed"),
             End::NodeGone => info!(peer = id, %remote, "inbound cluster link closed: the node stopped receiving"),
             End::Failed(FrameError::Io(e)) => info!(peer = id, %remote, "inbound cluster link lost: {e}"),
+            End::Lost(e) => info!(peer = id, %remote, "inbound cluster link lost: {e}"),
             End::Failed(e) => {
                 bump(&self.shared.counters.protocol_errors);
                 warn!(peer = id, %remote, "inbound cluster link closed: {e}");
@@ -124,6 +126,11 @@ impl Listener {
         Some((link, admission))
     }
 
+    async fn answer_ping(&self, link: &mut Link, nonce: u64) -> Result<(), LinkError> {
+        within(self.io_timeout_ms, "answering a ping", link.write_all(&encode_control(true, nonce))).await?;
+        within(self.io_timeout_ms, "answering a ping", link.flush()).await
+    }
+
     async fn receive(
         &self,
         link: &mut Link,
@@ -136,13 +143,18 @@ impl Listener {
             tokio::select! {
                 _ = &mut stop => return End::Superseded,
                 frame = read_frame(link, self.frame_bytes_max) => match frame {
-                    Ok(Some(frame)) => {
+                    Ok(Some(Frame::Data { channel, payload })) => {
                         bump(&counters.received);
-                        let inbound = Inbound { from, channel: frame.channel, bytes: frame.payload };
-                        if self.inbound.send(inbound).await.is_err() {
+                        if self.inbound.send(Inbound { from, channel, bytes: payload }).await.is_err() {
                             return End::NodeGone;
                         }
                     }
+                    Ok(Some(Frame::Ping(nonce))) => {
+                        if let Err(e) = self.answer_ping(link, nonce).await {
+                            return End::Lost(e);
+                        }
+                    }
+                    Ok(Some(Frame::Pong(_))) => return End::Failed(FrameError::BadControl),
                     Ok(None) => return End::Closed,
                     Err(e) => return End::Failed(e),
                 },

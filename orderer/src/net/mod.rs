@@ -15,7 +15,9 @@
 //!
 //! Every queue is bounded: a peer's send queue drops (and counts) frames when
 //! full, so a dead or slow peer never blocks sends to others; the inbound
-//! queue makes readers wait when full (backpressure).
+//! queue makes readers wait when full (backpressure). Each outbound link
+//! pings its peer every `keepalive_ms` (round-trip time in [`PeerStats`]);
+//! an unanswered ping closes the link and the dialer redials.
 
 mod backoff;
 mod config;
@@ -23,6 +25,7 @@ mod dialer;
 mod error;
 pub mod frame;
 mod io;
+mod keepalive;
 mod links;
 mod listener;
 mod registry;

@@ -108,6 +108,8 @@ pub(crate) struct Registry {
     by_cert: HashMap<Vec<u8>, ConsenterId>,
     pub(crate) peers: BTreeMap<ConsenterId, PeerSlot>,
     next_generation: u64,
+    /// Set by [`Registry::clear`] (shutdown); no peer is installed afterwards.
+    closed: bool,
 }
 
 impl Registry {
@@ -151,6 +153,9 @@ impl Registry {
         peers: Vec<ValidPeer>,
         mut spawn: impl FnMut(ValidPeer, Arc<PeerCounters>) -> PeerSlot,
     ) -> Vec<JoinHandle<()>> {
+        if self.closed {
+            return Vec::new();
+        }
         let wanted: HashMap<ConsenterId, &PeerEndpoint> = peers.iter().map(|p| (p.endpoint.id, &p.endpoint)).collect();
         let stale: Vec<ConsenterId> = self
             .peers
@@ -182,8 +187,9 @@ impl Registry {
         retired
     }
 
-    /// Retires every peer; returns the writers to await.
+    /// Retires every peer for good; returns the writers to await.
     pub(crate) fn clear(&mut self) -> Vec<JoinHandle<()>> {
+        self.closed = true;
         self.by_cert.clear();
         std::mem::take(&mut self.peers).into_values().map(PeerSlot::retire).collect()
     }

@@ -17,6 +17,8 @@ pub(crate) struct PeerCounters {
     pub(crate) connects: AtomicU64,
     pub(crate) connect_failures: AtomicU64,
     pub(crate) refused_certificates: AtomicU64,
+    pub(crate) pongs: AtomicU64,
+    pub(crate) last_rtt_us: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -42,6 +44,7 @@ impl PeerCounters {
             connects: read(&self.connects),
             connect_failures: read(&self.connect_failures),
             refused_certificates: read(&self.refused_certificates),
+            last_rtt_us: (read(&self.pongs) > 0).then(|| read(&self.last_rtt_us)),
         }
     }
 }
@@ -74,6 +77,8 @@ pub struct PeerStats {
     /// Outbound attempts where the server presented a valid certificate that
     /// is not the one configured for this peer.
     pub refused_certificates: u64,
+    /// Round-trip time of the last answered keepalive ping, in microseconds.
+    pub last_rtt_us: Option<u64>,
 }
 
 /// Live counters not tied to one configured peer.
