@@ -175,13 +175,13 @@ fn not_found(channel: &str) -> Response {
 }
 
 /// Checks the caller's certificate against the channel's organisations.
-fn authorize(entry: &ChannelEntry, peer: &Peer, roles: &[Role]) -> Result<(), Response> {
+fn authorize(entry: &ChannelEntry, peer: &Peer, roles: &[Role]) -> Result<(), Box<Response>> {
     let Some(cert) = &peer.cert_der else {
-        return Err(forbidden("a client certificate is required"));
+        return Err(Box::new(forbidden("a client certificate is required")));
     };
     ca_tools::verify_tls_identity(cert, &entry.orgs, ca_tools::now_unix(), roles)
         .map(|_| ())
-        .map_err(|e| forbidden(format!("client certificate refused for this channel: {e}")))
+        .map_err(|e| Box::new(forbidden(format!("client certificate refused for this channel: {e}"))))
 }
 
 const WRITERS: &[Role] = &[Role::Client, Role::Peer, Role::Admin];
@@ -201,7 +201,7 @@ async fn submit(
 ) -> Response {
     let Some(entry) = state.channel(&channel) else { return not_found(&channel) };
     if let Err(r) = authorize(&entry, &peer, WRITERS) {
-        return r;
+        return *r;
     }
     let body = match body {
         Ok(b) => b,
@@ -350,7 +350,7 @@ async fn block(
 ) -> Response {
     let Some(entry) = state.channel(&channel) else { return not_found(&channel) };
     if let Err(r) = authorize(&entry, &peer, READERS) {
-        return r;
+        return *r;
     }
     let number = match spec.as_str() {
         "oldest" => 0,
@@ -395,7 +395,7 @@ async fn deliver(
 ) -> Response {
     let Some(entry) = state.channel(&channel) else { return not_found(&channel) };
     if let Err(r) = authorize(&entry, &peer, READERS) {
-        return r;
+        return *r;
     }
     let newest = certified_height(&entry);
     let start = match q.start.as_deref().unwrap_or("oldest") {

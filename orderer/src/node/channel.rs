@@ -117,7 +117,7 @@ pub struct Status {
 
 enum Request {
     Submit(Vec<u8>, oneshot::Sender<SubmitResult>),
-    Stop,
+    Stop(oneshot::Sender<()>),
 }
 
 /// A handle on a running channel task.
@@ -149,8 +149,12 @@ impl ChannelHandle {
         self.status.clone()
     }
 
+    /// Stops the task and waits until it has released the store.
     pub async fn stop(&self) {
-        let _ = self.requests.send(Request::Stop).await;
+        let (tx, rx) = oneshot::channel();
+        if self.requests.send(Request::Stop(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
     }
 }
 
@@ -263,12 +267,17 @@ impl Task {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.envelopes = self.store.tx_count(&self.channel).unwrap_or(0);
         self.publish_status();
+        let mut stopped = None;
         loop {
             let mut pending = Pending::default();
             tokio::select! {
                 r = requests.recv() => match r {
                     Some(Request::Submit(env, reply)) => self.submit(env, reply, &mut pending),
-                    Some(Request::Stop) | None => break,
+                    Some(Request::Stop(done)) => {
+                        stopped = Some(done);
+                        break;
+                    }
+                    None => break,
                 },
                 m = inbound.recv() => match m {
                     Some((from, frame)) => self.receive(from, frame, &mut pending),
@@ -278,20 +287,31 @@ impl Task {
             }
             // Drain what else is waiting, up to a bound, into the same commit.
             for _ in 0..INPUTS_PER_COMMIT_MAX {
-                if let Ok(Request::Submit(env, reply)) = requests.try_recv() {
-                    self.submit(env, reply, &mut pending);
-                } else if let Ok((from, frame)) = inbound.try_recv() {
-                    self.receive(from, frame, &mut pending);
-                } else {
-                    break;
+                match requests.try_recv() {
+                    Ok(Request::Submit(env, reply)) => self.submit(env, reply, &mut pending),
+                    Ok(Request::Stop(done)) => {
+                        stopped = Some(done);
+                        break;
+                    }
+                    Err(_) => match inbound.try_recv() {
+                        Ok((from, frame)) => self.receive(from, frame, &mut pending),
+                        Err(_) => break,
+                    },
                 }
             }
             if let Err(e) = self.flush(pending).await {
                 tracing::error!(channel = %self.channel, error = %e, "storage failed; stopping the channel rather than vote without durability");
                 break;
             }
+            if stopped.is_some() {
+                break;
+            }
         }
         tracing::info!(channel = %self.channel, "channel task stopped");
+        drop(self);
+        if let Some(done) = stopped {
+            let _ = done.send(());
+        }
     }
 
     fn submit(&mut self, envelope: Vec<u8>, reply: oneshot::Sender<SubmitResult>, pending: &mut Pending) {

@@ -158,7 +158,7 @@ impl HttpsClient {
         Err(self.protocol("too many header lines"))
     }
 
-    async fn read_chunked(&mut self, mut sink: Option<&mut dyn FnMut(&[u8]) -> bool>) -> Result<Vec<u8>, ClientError> {
+    async fn read_chunked(&mut self, mut sink: Option<ChunkSink<'_>>) -> Result<Vec<u8>, ClientError> {
         let mut body = Vec::new();
         loop {
             let size_line = self.read_line().await?;
@@ -185,6 +185,9 @@ impl HttpsClient {
         }
     }
 }
+
+/// Receives streamed body bytes; returns false to stop reading.
+type ChunkSink<'a> = &'a mut dyn FnMut(&[u8]) -> bool;
 
 enum Framing {
     Length(usize),

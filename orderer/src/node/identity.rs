@@ -199,8 +199,8 @@ pub fn consensus_config(
     tick_ms: u64,
     pool_max: usize,
 ) -> Result<Config, IdentityError> {
-    let batch = config.batch.clone().unwrap_or_default();
-    let bft = config.bft.clone().unwrap_or_default();
+    let batch = config.batch.unwrap_or_default();
+    let bft = config.bft.unwrap_or_default();
     let ticks = |ms: u64| (ms / tick_ms.max(1)).max(1);
     let members: Vec<ReplicaId> = config.consenters.iter().map(|c| c.id).collect();
     if !members.contains(&me) {
