@@ -238,7 +238,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
         // Clients present certificates of any org's TLS CA; authorisation per
         // channel happens in the handlers.
         let mut c = ca_tools::server_config(&tls, &tls_roots, &crls)?;
-        c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        c.alpn_protocols = vec![b"http/1.1".to_vec()];
         Arc::new(c)
     };
     let api_listener = TlsListener::bind(&cfg.api.listen, api_tls).await.map_err(|e| NodeError::Listen {
