@@ -630,6 +630,12 @@ impl Ca {
     pub fn revoke(&mut self, cert: &[u8]) -> Result<RevokedRecord, PkiError> {
         let der = pemutil::cert_der(cert)?;
         let x509 = parse_cert(&der).map_err(|e| PkiError::Certificate(e.to_string()))?;
+        if x509.is_ca() {
+            return Err(PkiError::Certificate(format!(
+                "'{}' is a CA certificate; only identity certificates can be revoked",
+                x509.subject()
+            )));
+        }
         let authority = self.authority_of(&x509)?;
         let serial = hex::encode(x509.serial.to_bytes_be());
         if self
@@ -697,6 +703,27 @@ impl Ca {
         let pem = crl.pem().map_err(issue_err)?;
         self.state.next_crl_number += 1;
         self.save()?;
+        Ok(pem)
+    }
+
+    /// Write the CRL of `authority` to `out` (refusing to overwrite unless
+    /// `force`) and publish it in the org's verifying MSP (`msp/crls/`, always
+    /// replaced), so that [`crate::OrgTrust::from_msp_dir`] enforces it.
+    pub fn write_crl(
+        &mut self,
+        authority: Authority,
+        days: u32,
+        out: &Path,
+        force: bool,
+    ) -> Result<String, PkiError> {
+        files::check_writable(out, force)?;
+        let pem = self.crl_pem(authority, days)?;
+        files::write_file(out, pem.as_bytes(), Secrecy::Public, force)?;
+        let published = self.msp_dir().join("crls").join(match authority {
+            Authority::Sign => "ca-crl.pem",
+            Authority::Tls => "tlsca-crl.pem",
+        });
+        files::write_file(&published, pem.as_bytes(), Secrecy::Public, true)?;
         Ok(pem)
     }
 

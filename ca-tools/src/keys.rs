@@ -251,7 +251,13 @@ impl SigningKey {
         use p256::pkcs8::EncodePrivateKey as _;
         let doc = match &self.inner {
             Inner::Ecdsa(k) => k.to_pkcs8_der(),
-            Inner::Ed25519(k) => k.to_pkcs8_der(),
+            // PKCS#8 v1 without the public key, as OpenSSL and Go write it
+            // (OpenSSL 3.0 cannot read the v2 form).
+            Inner::Ed25519(k) => ed25519_dalek::pkcs8::KeypairBytes {
+                secret_key: k.to_bytes(),
+                public_key: None,
+            }
+            .to_pkcs8_der(),
         }
         .map_err(|e| PkiError::Key(format!("cannot encode as PKCS#8: {e}")))?;
         Ok(doc.as_bytes().to_vec())

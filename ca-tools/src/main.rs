@@ -84,8 +84,9 @@ enum Command {
     },
     /// Verify a certificate against trusted roots; exit 1 with the reason on failure.
     Verify {
-        /// Trusted roots: PEM files, MSP directories, CA directories or directories of PEM files.
-        #[arg(long, required = true, num_args = 1..)]
+        /// Trusted roots: PEM files, MSP directories, CA directories or
+        /// directories of PEM files; repeatable or comma-separated.
+        #[arg(long, required = true, value_delimiter = ',')]
         roots: Vec<PathBuf>,
         /// Allowed role(s); repeatable or comma-separated (default: any).
         #[arg(long, value_delimiter = ',')]
@@ -298,12 +299,14 @@ fn run(command: Command) -> Result<(), CliError> {
             days,
             force,
         } => {
-            files::check_writable(&out, force)?;
             let mut ca = Ca::load(&ca)?;
             let authority = if tls { Authority::Tls } else { Authority::Sign };
-            let pem = ca.crl_pem(authority, days)?;
-            files::write_file(&out, pem.as_bytes(), files::Secrecy::Public, force)?;
-            println!("wrote CRL to {}", out.display());
+            ca.write_crl(authority, days, &out, force)?;
+            println!(
+                "wrote CRL to {} (also published in {})",
+                out.display(),
+                ca.msp_dir().join("crls").display()
+            );
             Ok(())
         }
         Command::Renew {

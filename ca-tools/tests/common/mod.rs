@@ -1,0 +1,59 @@
+//! Helpers shared by the integration tests: CAs and identities made at test time.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use ca_tools::{Ca, InitCaOptions, IssueRequest, IssuedIdentity, KeyType, Role, Validity};
+
+pub const DAY: i64 = 86_400;
+
+pub fn new_ca(dir: &Path, org: &str, msp_id: &str, key_type: KeyType) -> Ca {
+    Ca::init(
+        &InitCaOptions {
+            org: org.into(),
+            msp_id: msp_id.into(),
+            key_type,
+            days: 3650,
+        },
+        dir,
+        false,
+    )
+    .unwrap()
+}
+
+pub fn issue_with(
+    ca: &mut Ca,
+    role: Role,
+    name: &str,
+    validity: Validity,
+    out: &Path,
+) -> IssuedIdentity {
+    let key_type = ca.state.key_type;
+    ca.issue(
+        IssueRequest {
+            role,
+            name: name.into(),
+            sans: vec!["localhost".into(), "127.0.0.1".into()],
+            key_type,
+            validity,
+            sign_key: None,
+            tls_key: None,
+        },
+        out,
+        false,
+    )
+    .unwrap()
+}
+
+pub fn issue(ca: &mut Ca, role: Role, name: &str, out: &Path) -> IssuedIdentity {
+    issue_with(ca, role, name, Validity::days_from_now(30).unwrap(), out)
+}
+
+/// A window entirely in the past: valid from 10 days ago until yesterday.
+pub fn expired_window() -> Validity {
+    let now = ca_tools::now_unix();
+    Validity {
+        not_before_unix: now - 10 * DAY,
+        not_after_unix: now - DAY,
+    }
+}
