@@ -140,6 +140,26 @@ pub enum ConfigError {
 }
 
 impl ChannelConfig {
+    /// A configuration for `channel_id` with these members and the
+    /// recommended batch and BFT settings, no key rotation and the
+    /// `majority` admin policy. Not validated.
+    pub fn with_defaults(
+        channel_id: &str,
+        orgs: Vec<Organization>,
+        consenters: Vec<Consenter>,
+    ) -> Self {
+        ChannelConfig {
+            channel_id: channel_id.to_string(),
+            sequence: 0,
+            orgs,
+            consenters,
+            batch: Some(BatchConfig::recommended()),
+            bft: Some(BftOptions::recommended()),
+            key_rotation: Some(KeyRotation::default()),
+            admin_policy: "majority".into(),
+        }
+    }
+
     /// Number of consenters.
     pub fn n(&self) -> usize {
         self.consenters.len()
