@@ -169,9 +169,11 @@ fn expired_consenter_certificates_are_refused() {
     assert!(matches!(err, ConfigError::BadConsenterCert { .. }), "{err}");
 }
 
+type Edit = dyn FnOnce(&mut ChannelConfig);
+
 #[test]
 fn zero_or_absurd_sizes_and_timeouts_are_refused() {
-    let cases: Vec<(Box<dyn FnOnce(&mut ChannelConfig)>, &str)> = vec![
+    let cases: Vec<(Box<Edit>, &str)> = vec![
         (
             Box::new(|c| c.batch.as_mut().unwrap().max_message_count = 0),
             "batch.max_message_count",
