@@ -19,24 +19,34 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '
 
 /// Read a file of at most [`INPUT_BYTES_MAX`] bytes.
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>, PkiError> {
+    read_bounded_max(path, INPUT_BYTES_MAX as u64)
+}
+
+/// Read a file of at most `limit` bytes.
+pub fn read_bounded_max(path: &Path, limit: u64) -> Result<Vec<u8>, PkiError> {
     let file = fs::File::open(path).map_err(io_err(path))?;
     let mut buf = Vec::new();
-    file.take(INPUT_BYTES_MAX as u64 + 1)
+    file.take(limit + 1)
         .read_to_end(&mut buf)
         .map_err(io_err(path))?;
-    if buf.len() > INPUT_BYTES_MAX {
+    if buf.len() as u64 > limit {
         return Err(PkiError::TooLarge {
             what: path.display().to_string(),
             size: buf.len() as u64,
-            limit: INPUT_BYTES_MAX as u64,
+            limit,
         });
     }
     Ok(buf)
 }
 
-/// Read a text file of at most [`INPUT_BYTES_MAX`] bytes.
+/// Read a UTF-8 text file of at most [`INPUT_BYTES_MAX`] bytes.
 pub fn read_text(path: &Path) -> Result<String, PkiError> {
-    let bytes = read_bounded(path)?;
+    read_text_max(path, INPUT_BYTES_MAX as u64)
+}
+
+/// Read a UTF-8 text file of at most `limit` bytes.
+pub fn read_text_max(path: &Path, limit: u64) -> Result<String, PkiError> {
+    let bytes = read_bounded_max(path, limit)?;
     String::from_utf8(bytes).map_err(|_| PkiError::Pem {
         what: path.display().to_string(),
         reason: "not UTF-8 text".into(),

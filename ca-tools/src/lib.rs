@@ -27,7 +27,7 @@ pub use msp::{Msp, TlsIdentity};
 pub use network::{generate_network, NetworkConfig, NetworkSummary};
 pub use role::Role;
 pub use tls::{client_config, server_config};
-pub use verify::{verify_identity, OrgTrust, VerifiedIdentity};
+pub use verify::{verify_identity, verify_tls_identity, OrgTrust, VerifiedIdentity};
 
 /// The current time in unix seconds.
 pub fn now_unix() -> i64 {

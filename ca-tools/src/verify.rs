@@ -270,6 +270,43 @@ pub fn verify_identity(
     at_unix: i64,
     allowed: &[Role],
 ) -> Result<VerifiedIdentity, VerifyError> {
+    verify_against(cert, orgs, at_unix, allowed, RootSet::Sign)
+}
+
+/// As [`verify_identity`], for a TLS certificate: it must be issued by one of
+/// an org's TLS roots. Use it to learn who is behind a TLS client certificate.
+pub fn verify_tls_identity(
+    cert: &[u8],
+    orgs: &[OrgTrust],
+    at_unix: i64,
+    allowed: &[Role],
+) -> Result<VerifiedIdentity, VerifyError> {
+    verify_against(cert, orgs, at_unix, allowed, RootSet::Tls)
+}
+
+/// Which of an org's root sets a certificate must chain to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RootSet {
+    Sign,
+    Tls,
+}
+
+impl OrgTrust {
+    fn roots(&self, set: RootSet) -> &[Vec<u8>] {
+        match set {
+            RootSet::Sign => &self.roots_der,
+            RootSet::Tls => &self.tls_roots_der,
+        }
+    }
+}
+
+fn verify_against(
+    cert: &[u8],
+    orgs: &[OrgTrust],
+    at_unix: i64,
+    allowed: &[Role],
+    set: RootSet,
+) -> Result<VerifiedIdentity, VerifyError> {
     let der = pemutil::cert_der(cert).map_err(|e| VerifyError::Malformed(e.to_string()))?;
     let x509 = parse_cert(&der)?;
     let issuer_raw = x509.issuer().as_raw();
@@ -277,7 +314,7 @@ pub fn verify_identity(
     let mut candidates = 0usize;
     let mut found: Option<(&OrgTrust, X509Certificate<'_>)> = None;
     'orgs: for org in orgs {
-        for root_der in &org.roots_der {
+        for root_der in org.roots(set) {
             let Ok(root) = parse_cert(root_der) else {
                 continue;
             };

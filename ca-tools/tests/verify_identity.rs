@@ -275,3 +275,31 @@ fn tampered_certificate_fails_its_signature() {
     let err = verify_identity(&der, &[o.trust], now_unix(), &[]).unwrap_err();
     assert_eq!(err, VerifyError::BadSignature);
 }
+
+#[test]
+fn tls_certificate_is_verified_against_the_tls_roots_only() {
+    let mut o = org("Org1", "Org1MSP", KeyType::EcdsaP256);
+    let path = out(&o, "a");
+    let admin = issue(&mut o.ca, Role::Admin, "admin", &path);
+    let v = ca_tools::verify_tls_identity(
+        admin.tls_cert_pem.as_bytes(),
+        &[o.trust.clone()],
+        now_unix(),
+        &[Role::Admin],
+    )
+    .unwrap();
+    assert_eq!((v.msp_id.as_str(), v.role), ("Org1MSP", Role::Admin));
+    // The TLS certificate is not an enrollment identity, nor the reverse.
+    let err = verify_identity(
+        admin.tls_cert_pem.as_bytes(),
+        &[o.trust.clone()],
+        now_unix(),
+        &[],
+    )
+    .unwrap_err();
+    assert!(matches!(err, VerifyError::UnknownIssuer { .. }), "{err}");
+    let err =
+        ca_tools::verify_tls_identity(admin.signcert_pem.as_bytes(), &[o.trust], now_unix(), &[])
+            .unwrap_err();
+    assert!(matches!(err, VerifyError::UnknownIssuer { .. }), "{err}");
+}

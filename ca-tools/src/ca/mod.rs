@@ -1,14 +1,16 @@
 //! A consortium member's certificate authorities: a signing root CA and a TLS
 //! root CA, their state (`ca.json`), issuance, revocation, CRLs and renewal.
 
+mod authority;
+mod params;
+mod state;
+
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose, RevokedCertParams,
-    SanType, SerialNumber,
+    CertificateRevocationListParams, Issuer, KeyIdMethod, RevokedCertParams, SerialNumber,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::certinfo::{self, parse_cert};
 use crate::error::PkiError;
@@ -17,73 +19,10 @@ use crate::keys::{KeyType, SigningKey};
 use crate::layout;
 use crate::pemutil;
 use crate::role::Role;
-
-/// Most certificates one CA records as issued.
-pub const ISSUED_MAX: usize = 100_000;
-/// Longest validity accepted, in days (100 years).
-pub const DAYS_MAX: u32 = 36_500;
-/// Certificates start this many seconds in the past, to absorb clock skew.
-pub const BACKDATE_SECONDS: i64 = 300;
-/// Most SANs per certificate.
-pub const SANS_MAX: usize = 64;
-
-/// Which of an org's two CAs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Authority {
-    /// The signing (enrollment) root CA.
-    Sign,
-    /// The TLS root CA.
-    Tls,
-}
-
-/// One certificate the CA issued.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IssuedRecord {
-    /// Serial number, lowercase hex.
-    pub serial: String,
-    /// Which CA issued it.
-    pub authority: Authority,
-    /// Identity name (subject CN).
-    pub name: String,
-    /// Role.
-    pub role: Role,
-    /// End of validity, RFC 3339.
-    pub not_after: String,
-}
-
-/// One certificate the CA revoked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RevokedRecord {
-    /// Serial number, lowercase hex.
-    pub serial: String,
-    /// Which CA issued it.
-    pub authority: Authority,
-    /// Identity name (subject CN), if known.
-    pub name: String,
-    /// When it was revoked, unix seconds.
-    pub revoked_at_unix: i64,
-}
-
-/// The content of `ca.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CaState {
-    /// Format version (1).
-    pub version: u32,
-    /// Organisation name.
-    pub org: String,
-    /// MSP id.
-    pub msp_id: String,
-    /// Key type of the CA keys (and default for leaves).
-    pub key_type: KeyType,
-    /// Next CRL number.
-    pub next_crl_number: u64,
-    /// Certificates issued.
-    pub issued: Vec<IssuedRecord>,
-    /// Certificates revoked.
-    pub revoked: Vec<RevokedRecord>,
-}
+use authority::{issue_err, RootCa};
+use params::{check_days, leaf_params, to_time};
+pub use params::{check_name, Validity, BACKDATE_SECONDS, DAYS_MAX, SANS_MAX};
+pub use state::{Authority, CaState, IssuedRecord, RevokedRecord, ISSUED_MAX, STATE_BYTES_MAX};
 
 /// Options of `init-ca`.
 #[derive(Debug, Clone)]
@@ -96,36 +35,6 @@ pub struct InitCaOptions {
     pub key_type: KeyType,
     /// Validity of the CA certificates in days.
     pub days: u32,
-}
-
-/// A validity window in unix seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Validity {
-    /// Start, unix seconds.
-    pub not_before_unix: i64,
-    /// End, unix seconds.
-    pub not_after_unix: i64,
-}
-
-impl Validity {
-    /// From a few minutes ago (clock skew) to `days` days from now.
-    pub fn days_from_now(days: u32) -> Result<Self, PkiError> {
-        check_days(days)?;
-        let now = crate::now_unix();
-        Ok(Validity {
-            not_before_unix: now - BACKDATE_SECONDS,
-            not_after_unix: now + i64::from(days) * 86_400,
-        })
-    }
-}
-
-fn check_days(days: u32) -> Result<(), PkiError> {
-    if days == 0 || days > DAYS_MAX {
-        return Err(PkiError::Config(format!(
-            "validity of {days} days is out of range (1..={DAYS_MAX})"
-        )));
-    }
-    Ok(())
 }
 
 /// What to issue.
@@ -170,18 +79,13 @@ pub struct IssuedIdentity {
     pub tls_serial: String,
 }
 
-struct Authorityx {
-    key: SigningKey,
-    cert_pem: String,
-}
-
 /// An org's CAs loaded from (or created in) a CA directory.
 pub struct Ca {
     dir: PathBuf,
     /// The recorded state (`ca.json`).
     pub state: CaState,
-    sign: Authorityx,
-    tls: Authorityx,
+    sign: RootCa,
+    tls: RootCa,
 }
 
 impl std::fmt::Debug for Ca {
@@ -190,133 +94,6 @@ impl std::fmt::Debug for Ca {
             .field("dir", &self.dir)
             .field("state", &self.state)
             .finish_non_exhaustive()
-    }
-}
-
-/// Names are used in paths and subjects: letters, digits, '.', '-', '_'.
-pub fn check_name(what: &str, name: &str) -> Result<(), PkiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
-    if !ok {
-        return Err(PkiError::Config(format!(
-            "{what} '{name}' is invalid: use 1-64 letters, digits, '.', '-', '_', not starting with '.'"
-        )));
-    }
-    Ok(())
-}
-
-fn to_time(unix: i64) -> Result<time::OffsetDateTime, PkiError> {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .map_err(|e| PkiError::Config(format!("time {unix} out of range: {e}")))
-}
-
-fn random_serial() -> Result<SerialNumber, PkiError> {
-    let mut bytes = [0u8; 16];
-    rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut bytes)
-        .map_err(|e| PkiError::Issue(format!("random serial: {e}")))?;
-    bytes[0] = (bytes[0] & 0x7f) | 0x01;
-    Ok(SerialNumber::from_slice(&bytes))
-}
-
-fn parse_san(san: &str) -> Result<SanType, PkiError> {
-    if let Ok(ip) = san.parse::<std::net::IpAddr>() {
-        return Ok(SanType::IpAddress(ip));
-    }
-    let valid_dns = !san.is_empty()
-        && san.len() <= 253
-        && san.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '*')
-        });
-    if !valid_dns {
-        return Err(PkiError::Config(format!(
-            "SAN '{san}' is neither an IP address nor a DNS name"
-        )));
-    }
-    let ia5 = san
-        .to_string()
-        .try_into()
-        .map_err(|e| PkiError::Config(format!("SAN '{san}': {e}")))?;
-    Ok(SanType::DnsName(ia5))
-}
-
-fn subject(msp_id: &str, cn: &str, role: Option<Role>) -> DistinguishedName {
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, msp_id);
-    if let Some(role) = role {
-        dn.push(DnType::OrganizationalUnitName, role.as_str());
-    }
-    dn.push(DnType::CommonName, cn);
-    dn
-}
-
-fn ca_params(msp_id: &str, cn: &str, validity: Validity) -> Result<CertificateParams, PkiError> {
-    let mut params = CertificateParams::default();
-    params.distinguished_name = subject(msp_id, cn, None);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-    ];
-    params.not_before = to_time(validity.not_before_unix)?;
-    params.not_after = to_time(validity.not_after_unix)?;
-    params.serial_number = Some(random_serial()?);
-    Ok(params)
-}
-
-fn issue_err(e: rcgen::Error) -> PkiError {
-    PkiError::Issue(e.to_string())
-}
-
-impl Authorityx {
-    fn create(
-        msp_id: &str,
-        cn: &str,
-        key_type: KeyType,
-        validity: Validity,
-    ) -> Result<Self, PkiError> {
-        let key = SigningKey::generate(key_type)?;
-        let params = ca_params(msp_id, cn, validity)?;
-        let cert = params.self_signed(&key.to_rcgen()?).map_err(issue_err)?;
-        Ok(Authorityx {
-            key,
-            cert_pem: cert.pem(),
-        })
-    }
-
-    fn load(cert_path: &Path, key_path: &Path) -> Result<Self, PkiError> {
-        let cert_pem = files::read_text(cert_path)?;
-        let key = SigningKey::from_pkcs8_pem(&files::read_text(key_path)?)?;
-        crate::msp::check_key_matches(&cert_pem, &key, key_path.parent().unwrap_or(key_path))?;
-        Ok(Authorityx { key, cert_pem })
-    }
-
-    fn not_after_unix(&self) -> Result<i64, PkiError> {
-        let der = pemutil::cert_der(self.cert_pem.as_bytes())?;
-        let x509 = parse_cert(&der).map_err(|e| PkiError::Certificate(e.to_string()))?;
-        Ok(x509.validity().not_after.timestamp())
-    }
-
-    fn subject_raw(&self) -> Result<Vec<u8>, PkiError> {
-        let der = pemutil::cert_der(self.cert_pem.as_bytes())?;
-        let x509 = parse_cert(&der).map_err(|e| PkiError::Certificate(e.to_string()))?;
-        Ok(x509.subject().as_raw().to_vec())
-    }
-
-    fn issue(&self, params: &CertificateParams, key: &SigningKey) -> Result<String, PkiError> {
-        let issuer_key = self.key.to_rcgen()?;
-        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, issuer_key).map_err(issue_err)?;
-        let cert = params
-            .signed_by(&key.to_rcgen()?, &issuer)
-            .map_err(issue_err)?;
-        Ok(cert.pem())
     }
 }
 
@@ -354,13 +131,13 @@ impl Ca {
             files::check_writable(&dir.join(p), force)?;
         }
         let org_lc = opts.org.to_ascii_lowercase();
-        let sign = Authorityx::create(
+        let sign = RootCa::create(
             &opts.msp_id,
             &format!("ca.{org_lc}"),
             opts.key_type,
             validity,
         )?;
-        let tls = Authorityx::create(
+        let tls = RootCa::create(
             &opts.msp_id,
             &format!("tlsca.{org_lc}"),
             opts.key_type,
@@ -424,8 +201,15 @@ impl Ca {
                 dir.display()
             )));
         }
-        let state: CaState = serde_json::from_str(&files::read_text(&state_path)?)
-            .map_err(|e| PkiError::CaState(format!("{}: {e}", state_path.display())))?;
+        let state: CaState =
+            serde_json::from_str(&files::read_text_max(&state_path, STATE_BYTES_MAX)?)
+                .map_err(|e| PkiError::CaState(format!("{}: {e}", state_path.display())))?;
+        if state.issued.len() > ISSUED_MAX || state.revoked.len() > ISSUED_MAX {
+            return Err(PkiError::CaState(format!(
+                "{}: more than {ISSUED_MAX} issued or revoked records",
+                state_path.display()
+            )));
+        }
         if state.version != 1 {
             return Err(PkiError::CaState(format!(
                 "{}: unsupported version {}",
@@ -433,8 +217,8 @@ impl Ca {
                 state.version
             )));
         }
-        let sign = Authorityx::load(&dir.join(paths::SIGN_CERT), &dir.join(paths::SIGN_KEY))?;
-        let tls = Authorityx::load(&dir.join(paths::TLS_CERT), &dir.join(paths::TLS_KEY))?;
+        let sign = RootCa::load(&dir.join(paths::SIGN_CERT), &dir.join(paths::SIGN_KEY))?;
+        let tls = RootCa::load(&dir.join(paths::TLS_CERT), &dir.join(paths::TLS_KEY))?;
         Ok(Ca {
             dir: dir.to_path_buf(),
             state,
@@ -479,53 +263,13 @@ impl Ca {
         self.dir.join(paths::MSP)
     }
 
-    fn leaf_params(
-        &self,
-        req: &IssueRequest,
-        authority: Authority,
-        ca_not_after: i64,
-    ) -> Result<CertificateParams, PkiError> {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = subject(&self.state.msp_id, &req.name, Some(req.role));
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.use_authority_key_identifier_extension = true;
-        params.key_identifier_method = KeyIdMethod::Sha256;
-        params.not_before = to_time(req.validity.not_before_unix)?;
-        params.not_after = to_time(req.validity.not_after_unix.min(ca_not_after))?;
-        params.serial_number = Some(random_serial()?);
-        let mut sans = Vec::new();
-        if parse_san(&req.name).is_ok() && !req.sans.contains(&req.name) {
-            sans.push(parse_san(&req.name)?);
-        }
-        for s in &req.sans {
-            sans.push(parse_san(s)?);
-        }
-        params.subject_alt_names = sans;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        if authority == Authority::Tls {
-            if req.role.is_node() {
-                params
-                    .extended_key_usages
-                    .push(ExtendedKeyUsagePurpose::ServerAuth);
-            }
-            params
-                .extended_key_usages
-                .push(ExtendedKeyUsagePurpose::ClientAuth);
-        }
-        Ok(params)
-    }
-
     fn record(
         &mut self,
         pem: &str,
         authority: Authority,
         req: &IssueRequest,
     ) -> Result<String, PkiError> {
-        if self.state.issued.len() >= ISSUED_MAX {
-            return Err(PkiError::CaState(format!(
-                "this CA has issued {ISSUED_MAX} certificates, the most it records; create a new CA"
-            )));
-        }
+        assert!(self.state.issued.len() < ISSUED_MAX, "checked by issue()");
         let info = certinfo::inspect(pem.as_bytes())?;
         self.state.issued.push(IssuedRecord {
             serial: info.serial.clone(),
@@ -541,7 +285,7 @@ impl Ca {
     /// MSP layout under `out` (`msp/`, `tls/`). Refuses to overwrite unless `force`.
     pub fn issue(
         &mut self,
-        req: IssueRequest,
+        mut req: IssueRequest,
         out: &Path,
         force: bool,
     ) -> Result<IssuedIdentity, PkiError> {
@@ -552,27 +296,37 @@ impl Ca {
         if req.validity.not_after_unix <= req.validity.not_before_unix {
             return Err(PkiError::Config("validity ends before it starts".into()));
         }
+        if self.state.issued.len() + 2 > ISSUED_MAX {
+            return Err(PkiError::CaState(format!(
+                "this CA has issued {} certificates, the most it records is {ISSUED_MAX}; create a new CA",
+                self.state.issued.len()
+            )));
+        }
+        let ca_not_after = self.sign.not_after_unix()?.min(self.tls.not_after_unix()?);
+        if ca_not_after <= req.validity.not_before_unix.max(crate::now_unix()) {
+            return Err(PkiError::CaState(format!(
+                "the CA of {} expired on {}; create a new CA with `ca-tools init-ca`",
+                self.state.msp_id,
+                certinfo::rfc3339(ca_not_after)
+            )));
+        }
         let targets = layout::identity_files(out, &req.name, req.role);
         for t in &targets {
             files::check_writable(t, force)?;
         }
-        let sign_key = match &req.sign_key {
-            Some(_) => None,
-            None => Some(SigningKey::generate(req.key_type)?),
+        let sign_key = match req.sign_key.take() {
+            Some(k) => k,
+            None => SigningKey::generate(req.key_type)?,
         };
-        let tls_key = match &req.tls_key {
-            Some(_) => None,
-            None => Some(SigningKey::generate(req.key_type)?),
+        let tls_key = match req.tls_key.take() {
+            Some(k) => k,
+            None => SigningKey::generate(req.key_type)?,
         };
-        let sign_key_ref = req.sign_key.as_ref().or(sign_key.as_ref());
-        let tls_key_ref = req.tls_key.as_ref().or(tls_key.as_ref());
-        let (Some(sign_key_ref), Some(tls_key_ref)) = (sign_key_ref, tls_key_ref) else {
-            return Err(PkiError::Key("no key available".into()));
-        };
-        let sign_params = self.leaf_params(&req, Authority::Sign, self.sign.not_after_unix()?)?;
-        let tls_params = self.leaf_params(&req, Authority::Tls, self.tls.not_after_unix()?)?;
-        let signcert_pem = self.sign.issue(&sign_params, sign_key_ref)?;
-        let tls_cert_pem = self.tls.issue(&tls_params, tls_key_ref)?;
+        let msp_id = &self.state.msp_id;
+        let sign_params = leaf_params(msp_id, &req, Authority::Sign, self.sign.not_after_unix()?)?;
+        let tls_params = leaf_params(msp_id, &req, Authority::Tls, self.tls.not_after_unix()?)?;
+        let signcert_pem = self.sign.issue(&sign_params, &sign_key)?;
+        let tls_cert_pem = self.tls.issue(&tls_params, &tls_key)?;
         layout::write_identity(
             out,
             &layout::IdentityFiles {
@@ -581,14 +335,18 @@ impl Ca {
                 sign_ca_pem: &self.sign.cert_pem,
                 tls_ca_pem: &self.tls.cert_pem,
                 signcert_pem: &signcert_pem,
-                sign_key_pem: &sign_key_ref.to_pkcs8_pem()?,
+                sign_key_pem: &sign_key.to_pkcs8_pem()?,
                 tls_cert_pem: &tls_cert_pem,
-                tls_key_pem: &tls_key_ref.to_pkcs8_pem()?,
+                tls_key_pem: &tls_key.to_pkcs8_pem()?,
             },
             force,
         )?;
         let sign_serial = self.record(&signcert_pem, Authority::Sign, &req)?;
         let tls_serial = self.record(&tls_cert_pem, Authority::Tls, &req)?;
+        assert!(
+            sign_serial != tls_serial,
+            "two certificates with one serial"
+        );
         self.save()?;
         Ok(IssuedIdentity {
             name: req.name.clone(),
