@@ -154,6 +154,23 @@ impl Profile {
             .map(Path::to_path_buf)
             .or_else(|| self.crypto_dir.clone())
             .unwrap_or_else(|| PathBuf::from("."));
+        let counts = [
+            (
+                "organisations",
+                self.organizations.len(),
+                crate::config::MAX_ORGS,
+            ),
+            (
+                "consenters",
+                self.consenters.len(),
+                crate::config::MAX_CONSENTERS,
+            ),
+        ];
+        for (what, count, max) in counts {
+            if count > max {
+                return Err(ConfigError::TooMany { what, count, max }.into());
+            }
+        }
         let orgs = self
             .organizations
             .iter()
