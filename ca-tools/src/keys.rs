@@ -185,12 +185,14 @@ impl PublicKey {
     }
 }
 
+#[derive(Clone)]
 enum Inner {
     Ecdsa(p256::ecdsa::SigningKey),
     Ed25519(ed25519_dalek::SigningKey),
 }
 
 /// A private signing key (ECDSA P-256 or Ed25519). Debug output never shows the key.
+#[derive(Clone)]
 pub struct SigningKey {
     inner: Inner,
 }

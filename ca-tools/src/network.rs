@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ca::{check_name, Ca, InitCaOptions, IssueRequest, Validity};
+use crate::ca::{check_name, check_san, Ca, InitCaOptions, IssueRequest, Validity};
 use crate::error::PkiError;
 use crate::files;
 use crate::keys::KeyType;
@@ -143,6 +143,16 @@ impl NetworkConfig {
             let mut dirs = HashSet::new();
             for (role, spec) in identities {
                 check_name("identity name", &spec.name)?;
+                if spec.sans.len() > crate::ca::SANS_MAX {
+                    return Err(PkiError::Config(format!(
+                        "identity '{}' has more than {} SANs",
+                        spec.name,
+                        crate::ca::SANS_MAX
+                    )));
+                }
+                for san in &spec.sans {
+                    check_san(san)?;
+                }
                 if !dirs.insert((role_dir(role), spec.name.to_ascii_lowercase())) {
                     return Err(PkiError::Config(format!(
                         "org '{}': identity '{}' appears twice in {}/",

@@ -72,3 +72,25 @@ impl FromStr for Role {
             .ok_or_else(|| UnknownRole(s.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_role_round_trips_through_its_ou_string() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+            assert_eq!(role.to_string(), role.as_str());
+        }
+        assert_eq!("ORDERER".parse::<Role>(), Ok(Role::Orderer));
+    }
+
+    #[test]
+    fn unknown_role_names_the_choices() {
+        let err = "member".parse::<Role>().unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("orderer, peer, client, admin, auditor"));
+    }
+}

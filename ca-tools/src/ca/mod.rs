@@ -21,7 +21,7 @@ use crate::pemutil;
 use crate::role::Role;
 use authority::{issue_err, RootCa};
 use params::{check_days, leaf_params, to_time};
-pub use params::{check_name, Validity, BACKDATE_SECONDS, DAYS_MAX, SANS_MAX};
+pub use params::{check_name, check_san, Validity, BACKDATE_SECONDS, DAYS_MAX, SANS_MAX};
 pub use state::{Authority, CaState, IssuedRecord, RevokedRecord, ISSUED_MAX, STATE_BYTES_MAX};
 
 /// Options of `init-ca`.

@@ -76,6 +76,11 @@ pub(crate) fn random_serial() -> Result<SerialNumber, PkiError> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
+/// Refuse a SAN that is neither an IP address nor a DNS name.
+pub fn check_san(san: &str) -> Result<(), PkiError> {
+    parse_san(san).map(|_| ())
+}
+
 fn parse_san(san: &str) -> Result<SanType, PkiError> {
     if let Ok(ip) = san.parse::<std::net::IpAddr>() {
         return Ok(SanType::IpAddress(ip));
@@ -166,4 +171,69 @@ pub(crate) fn leaf_params(
             .push(ExtendedKeyUsagePurpose::ClientAuth);
     }
     Ok(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_escape_a_directory_are_refused() {
+        for bad in [
+            "",
+            "..",
+            "../x",
+            "a/b",
+            ".hidden",
+            "a b",
+            "x\0",
+            &"n".repeat(65),
+        ] {
+            assert!(check_name("name", bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["orderer0", "peer0.org1.example.com", "Admin", "user_1-a"] {
+            check_name("name", good).unwrap();
+        }
+    }
+
+    #[test]
+    fn sans_are_ip_addresses_or_dns_names() {
+        assert!(matches!(
+            parse_san("127.0.0.1").unwrap(),
+            SanType::IpAddress(_)
+        ));
+        assert!(matches!(parse_san("::1").unwrap(), SanType::IpAddress(_)));
+        assert!(matches!(
+            parse_san("orderer0.example.com").unwrap(),
+            SanType::DnsName(_)
+        ));
+        for bad in [
+            "",
+            "a..b",
+            "white space",
+            "x/y",
+            &format!("{}.com", "a".repeat(64)),
+        ] {
+            assert!(parse_san(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn validity_days_out_of_range_are_refused() {
+        assert!(Validity::days_from_now(0).is_err());
+        assert!(Validity::days_from_now(DAYS_MAX + 1).is_err());
+        let v = Validity::days_from_now(1).unwrap();
+        assert_eq!(
+            v.not_after_unix - v.not_before_unix,
+            86_400 + BACKDATE_SECONDS
+        );
+    }
+
+    #[test]
+    fn serials_are_positive_random_and_distinct() {
+        let a = random_serial().unwrap().to_bytes();
+        let b = random_serial().unwrap().to_bytes();
+        assert_ne!(a, b);
+        assert!(a[0] & 0x80 == 0 && a[0] != 0);
+    }
 }

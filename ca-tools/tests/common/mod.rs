@@ -57,3 +57,30 @@ pub fn expired_window() -> Validity {
         not_after_unix: now - DAY,
     }
 }
+
+/// A certificate signed by the signing CA in `ca_dir` but built by hand (to
+/// produce what `ca-tools` itself never issues): subject `dn`, `usages`, and a
+/// fresh key of `alg`.
+pub fn forge_leaf(
+    ca_dir: &Path,
+    dn: &[(rcgen::DnType, &str)],
+    usages: Vec<rcgen::KeyUsagePurpose>,
+    alg: &'static rcgen::SignatureAlgorithm,
+) -> String {
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(ca_dir.join("ca/priv_sk")).unwrap())
+            .unwrap();
+    let ca_pem = std::fs::read_to_string(ca_dir.join("ca/ca-cert.pem")).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    for (ty, value) in dn {
+        params.distinguished_name.push(ty.clone(), *value);
+    }
+    params.key_usages = usages;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(1);
+    let key = rcgen::KeyPair::generate_for(alg).unwrap();
+    params.signed_by(&key, &issuer).unwrap().pem()
+}
