@@ -12,8 +12,8 @@ use crate::proto::common::{Block, BlockData, BlockHeader, BlockMetadata, BlockMe
 mod certificate;
 
 pub use certificate::{
-    certify_block, verify_block_certificate, verify_block_certificate_in_epoch, BlockCertificate,
-    ConsenterKeys, MAX_CERTIFICATE_SIGNATURES,
+    certify_block, verify_block_certificate, verify_block_certificate_in_epoch, BlockCertificate, ConsenterKeys,
+    MAX_CERTIFICATE_SIGNATURES,
 };
 
 /// Length of every hash in a block header.
@@ -161,12 +161,7 @@ pub fn header_der(number: u64, previous_hash: &[u8], data_hash: &[u8]) -> Vec<u8
 /// The canonical bytes a consenter signs to certify block `number` of
 /// `channel_id` in `epoch`: domain prefix, length-prefixed channel id, epoch,
 /// number and header hash (all integers big-endian).
-pub fn certificate_signing_bytes(
-    channel_id: &str,
-    epoch: u64,
-    number: u64,
-    header_hash: &[u8; HASH_LEN],
-) -> Vec<u8> {
+pub fn certificate_signing_bytes(channel_id: &str, epoch: u64, number: u64, header_hash: &[u8; HASH_LEN]) -> Vec<u8> {
     let channel = channel_id.as_bytes();
     let mut out = Vec::with_capacity(CERTIFICATE_DOMAIN.len() + 4 + channel.len() + 16 + HASH_LEN);
     out.extend_from_slice(CERTIFICATE_DOMAIN);
@@ -183,10 +178,7 @@ pub fn certificate_signing_bytes(
 /// `asn1.Marshal` writes a non-negative `*big.Int`.
 fn der_unsigned_integer(value: u64) -> Vec<u8> {
     let bytes = value.to_be_bytes();
-    let first = bytes
-        .iter()
-        .position(|b| *b != 0)
-        .unwrap_or(bytes.len() - 1);
+    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len() - 1);
     let mut out = Vec::with_capacity(9);
     if bytes[first] & 0x80 != 0 {
         out.push(0);
@@ -215,15 +207,9 @@ fn der_tlv(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
 pub fn build_block(number: u64, previous_hash: &[u8], envelopes: Vec<Vec<u8>>) -> Block {
     let hash = data_hash(&envelopes);
     let block = Block {
-        header: Some(BlockHeader {
-            number,
-            previous_hash: previous_hash.to_vec(),
-            data_hash: hash.to_vec(),
-        }),
+        header: Some(BlockHeader { number, previous_hash: previous_hash.to_vec(), data_hash: hash.to_vec() }),
         data: Some(BlockData { data: envelopes }),
-        metadata: Some(BlockMetadata {
-            metadata: vec![Vec::new(); METADATA_SLOTS],
-        }),
+        metadata: Some(BlockMetadata { metadata: vec![Vec::new(); METADATA_SLOTS] }),
     };
     assert!(block_metadata_len(&block) == METADATA_SLOTS);
     block
@@ -244,9 +230,7 @@ impl BlockHeader {
 impl Block {
     /// The header, or `Malformed` if the block has none.
     pub fn header_checked(&self) -> Result<&BlockHeader, BlockError> {
-        self.header
-            .as_ref()
-            .ok_or_else(|| BlockError::Malformed("block has no header".into()))
+        self.header.as_ref().ok_or_else(|| BlockError::Malformed("block has no header".into()))
     }
 
     /// The block number (0 when the header is missing).
@@ -268,10 +252,7 @@ impl Block {
     /// Decodes a block, refusing inputs over `max_bytes` before decoding.
     pub fn decode_bounded(bytes: &[u8], max_bytes: usize) -> Result<Block, BlockError> {
         if bytes.len() > max_bytes {
-            return Err(BlockError::TooLarge {
-                size: bytes.len(),
-                max: max_bytes,
-            });
+            return Err(BlockError::TooLarge { size: bytes.len(), max: max_bytes });
         }
         Block::decode(bytes).map_err(|e| BlockError::Malformed(format!("not a block: {e}")))
     }
@@ -281,9 +262,7 @@ impl Block {
 pub fn verify_data_hash(block: &Block) -> Result<(), BlockError> {
     let header = block.header_checked()?;
     if header.data_hash != data_hash(block.envelopes()) {
-        return Err(BlockError::DataHashMismatch {
-            number: header.number,
-        });
+        return Err(BlockError::DataHashMismatch { number: header.number });
     }
     Ok(())
 }
@@ -293,21 +272,12 @@ pub fn verify_data_hash(block: &Block) -> Result<(), BlockError> {
 pub fn verify_link(previous: &Block, next: &Block) -> Result<(), BlockError> {
     let prev = previous.header_checked()?;
     let header = next.header_checked()?;
-    let broken = |reason: String| BlockError::BrokenLink {
-        number: header.number,
-        previous: prev.number,
-        reason,
-    };
+    let broken = |reason: String| BlockError::BrokenLink { number: header.number, previous: prev.number, reason };
     if prev.number.checked_add(1) != Some(header.number) {
-        return Err(broken(format!(
-            "number {} does not follow {}",
-            header.number, prev.number
-        )));
+        return Err(broken(format!("number {} does not follow {}", header.number, prev.number)));
     }
     if header.previous_hash != prev.hash() {
-        return Err(broken(
-            "previous_hash is not the hash of the previous header".into(),
-        ));
+        return Err(broken("previous_hash is not the hash of the previous header".into()));
     }
     Ok(())
 }
@@ -317,10 +287,7 @@ pub fn verify_link(previous: &Block, next: &Block) -> Result<(), BlockError> {
 /// ([`verify_block_certificate`]).
 pub fn verify_chain(blocks: &[Block]) -> Result<(), BlockError> {
     if blocks.len() > MAX_CHAIN_BLOCKS {
-        return Err(BlockError::TooManyBlocks {
-            count: blocks.len(),
-            max: MAX_CHAIN_BLOCKS,
-        });
+        return Err(BlockError::TooManyBlocks { count: blocks.len(), max: MAX_CHAIN_BLOCKS });
     }
     for block in blocks {
         verify_data_hash(block)?;

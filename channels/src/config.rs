@@ -14,9 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ca_tools::{OrgTrust, Role};
 use prost::Message;
 
-pub use crate::proto::bftorderer::{
-    BatchConfig, BftOptions, ChannelConfig, Consenter, KeyRotation, Organization,
-};
+pub use crate::proto::bftorderer::{BatchConfig, BftOptions, ChannelConfig, Consenter, KeyRotation, Organization};
 
 /// Fewest consenters a channel may have (n = 3f + 1 with f = 1).
 pub const MIN_CONSENTERS: usize = 4;
@@ -53,9 +51,7 @@ pub enum ConfigError {
     #[error("the {0} section is missing from the channel configuration")]
     MissingSection(&'static str),
     /// Not enough consenters for BFT.
-    #[error(
-        "{0} consenters configured; a BFT channel needs at least {MIN_CONSENTERS} (n = 3f + 1)"
-    )]
+    #[error("{0} consenters configured; a BFT channel needs at least {MIN_CONSENTERS} (n = 3f + 1)")]
     TooFewConsenters(usize),
     /// A list is longer than its bound.
     #[error("too many {what}: {count} > {max}")]
@@ -131,6 +127,14 @@ pub enum ConfigError {
     /// Two settings contradict each other.
     #[error("inconsistent settings: {0}")]
     Inconsistent(String),
+    /// A consenter's MAC public key is neither empty nor 32 bytes.
+    #[error("consenter {id}'s MAC public key is {len} bytes; an X25519 public key is 32 bytes (or leave it empty)")]
+    BadMacKey {
+        /// Consenter id.
+        id: u32,
+        /// Its length.
+        len: usize,
+    },
     /// The admin policy is not one we know.
     #[error("admin policy {0:?} is unknown: use one of majority, all, any")]
     UnknownAdminPolicy(String),
@@ -143,11 +147,7 @@ impl ChannelConfig {
     /// A configuration for `channel_id` with these members and the
     /// recommended batch and BFT settings, no key rotation and the
     /// `majority` admin policy. Not validated.
-    pub fn with_defaults(
-        channel_id: &str,
-        orgs: Vec<Organization>,
-        consenters: Vec<Consenter>,
-    ) -> Self {
+    pub fn with_defaults(channel_id: &str, orgs: Vec<Organization>, consenters: Vec<Consenter>) -> Self {
         ChannelConfig {
             channel_id: channel_id.to_string(),
             sequence: 0,
@@ -201,13 +201,9 @@ impl ChannelConfig {
     /// non-canonical bytes.
     pub fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, ConfigError> {
         if bytes.len() > MAX_CONFIG_BYTES {
-            return Err(ConfigError::Decode(format!(
-                "{} bytes is over the limit of {MAX_CONFIG_BYTES}",
-                bytes.len()
-            )));
+            return Err(ConfigError::Decode(format!("{} bytes is over the limit of {MAX_CONFIG_BYTES}", bytes.len())));
         }
-        let config =
-            ChannelConfig::decode(bytes).map_err(|e| ConfigError::Decode(e.to_string()))?;
+        let config = ChannelConfig::decode(bytes).map_err(|e| ConfigError::Decode(e.to_string()))?;
         if config.encode_to_vec() != bytes {
             return Err(ConfigError::Decode(
                 "encoding is not canonical (unknown fields, default values or field order)".into(),
@@ -228,20 +224,10 @@ impl ChannelConfig {
         self.validate_structure()?;
         let trust = self.org_trust()?;
         for consenter in &self.consenters {
-            let org_index = self
-                .orgs
-                .iter()
-                .position(|o| o.msp_id == consenter.msp_id)
-                .ok_or_else(|| ConfigError::ConsenterOrgUnknown {
-                    id: consenter.id,
-                    msp_id: consenter.msp_id.clone(),
-                })?;
-            crate::pki::check_consenter_certs(
-                consenter,
-                &self.orgs[org_index],
-                &trust[org_index],
-                now_unix,
-            )?;
+            let org_index = self.orgs.iter().position(|o| o.msp_id == consenter.msp_id).ok_or_else(|| {
+                ConfigError::ConsenterOrgUnknown { id: consenter.id, msp_id: consenter.msp_id.clone() }
+            })?;
+            crate::pki::check_consenter_certs(consenter, &self.orgs[org_index], &trust[org_index], now_unix)?;
         }
         Ok(())
     }
@@ -252,17 +238,9 @@ impl ChannelConfig {
         validate_channel_id(&self.channel_id)?;
         self.validate_orgs()?;
         self.validate_consenters()?;
-        self.batch
-            .as_ref()
-            .ok_or(ConfigError::MissingSection("batch"))?
-            .validate()?;
-        self.bft
-            .as_ref()
-            .ok_or(ConfigError::MissingSection("bft"))?
-            .validate()?;
-        self.key_rotation
-            .as_ref()
-            .map_or(Ok(()), KeyRotation::validate)?;
+        self.batch.as_ref().ok_or(ConfigError::MissingSection("batch"))?.validate()?;
+        self.bft.as_ref().ok_or(ConfigError::MissingSection("bft"))?.validate()?;
+        self.key_rotation.as_ref().map_or(Ok(()), KeyRotation::validate)?;
         if !ADMIN_POLICIES.contains(&self.admin_policy.as_str()) {
             return Err(ConfigError::UnknownAdminPolicy(self.admin_policy.clone()));
         }
@@ -280,11 +258,7 @@ impl ChannelConfig {
                 return Err(ConfigError::OrgWithoutRoots(org.msp_id.clone()));
             }
             bound("root certificates", org.root_certs.len(), MAX_CERTS_PER_ORG)?;
-            bound(
-                "TLS root certificates",
-                org.tls_root_certs.len(),
-                MAX_CERTS_PER_ORG,
-            )?;
+            bound("TLS root certificates", org.tls_root_certs.len(), MAX_CERTS_PER_ORG)?;
             bound("CRLs", org.crls.len(), MAX_CERTS_PER_ORG)?;
         }
         Ok(())
@@ -303,19 +277,16 @@ impl ChannelConfig {
             }
             let endpoint = consenter.endpoint();
             if consenter.host.trim().is_empty() || consenter.port == 0 || consenter.port > 65535 {
-                return Err(ConfigError::BadEndpoint {
-                    id: consenter.id,
-                    endpoint,
-                });
+                return Err(ConfigError::BadEndpoint { id: consenter.id, endpoint });
             }
             if !endpoints.insert(endpoint.to_ascii_lowercase()) {
                 return Err(ConfigError::DuplicateEndpoint(endpoint));
             }
+            if !consenter.mac_public_key.is_empty() && consenter.mac_public_key.len() != 32 {
+                return Err(ConfigError::BadMacKey { id: consenter.id, len: consenter.mac_public_key.len() });
+            }
             if self.org(&consenter.msp_id).is_none() {
-                return Err(ConfigError::ConsenterOrgUnknown {
-                    id: consenter.id,
-                    msp_id: consenter.msp_id.clone(),
-                });
+                return Err(ConfigError::ConsenterOrgUnknown { id: consenter.id, msp_id: consenter.msp_id.clone() });
             }
             let twin = self.consenters[..index]
                 .iter()
@@ -331,16 +302,8 @@ impl ChannelConfig {
 impl Organization {
     /// This organisation's trust anchors, parsed by ca-tools.
     pub fn trust(&self) -> Result<OrgTrust, ConfigError> {
-        OrgTrust::new(
-            &self.msp_id,
-            &self.root_certs,
-            &self.tls_root_certs,
-            &self.crls,
-        )
-        .map_err(|e| ConfigError::BadOrgTrust {
-            msp_id: self.msp_id.clone(),
-            reason: e.to_string(),
-        })
+        OrgTrust::new(&self.msp_id, &self.root_certs, &self.tls_root_certs, &self.crls)
+            .map_err(|e| ConfigError::BadOrgTrust { msp_id: self.msp_id.clone(), reason: e.to_string() })
     }
 }
 
@@ -368,30 +331,10 @@ impl BatchConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        range(
-            "batch.max_message_count",
-            self.max_message_count.into(),
-            1,
-            MAX_MESSAGE_COUNT.into(),
-        )?;
-        range(
-            "batch.absolute_max_bytes",
-            self.absolute_max_bytes.into(),
-            1,
-            MAX_BLOCK_BYTES.into(),
-        )?;
-        range(
-            "batch.preferred_max_bytes",
-            self.preferred_max_bytes.into(),
-            1,
-            self.absolute_max_bytes.into(),
-        )?;
-        range(
-            "batch.batch_timeout_ms",
-            self.batch_timeout_ms,
-            1,
-            MAX_TIMEOUT_MS,
-        )
+        range("batch.max_message_count", self.max_message_count.into(), 1, MAX_MESSAGE_COUNT.into())?;
+        range("batch.absolute_max_bytes", self.absolute_max_bytes.into(), 1, MAX_BLOCK_BYTES.into())?;
+        range("batch.preferred_max_bytes", self.preferred_max_bytes.into(), 1, self.absolute_max_bytes.into())?;
+        range("batch.batch_timeout_ms", self.batch_timeout_ms, 1, MAX_TIMEOUT_MS)
     }
 }
 
@@ -413,33 +356,17 @@ impl BftOptions {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let timeouts = [
-            (
-                "bft.request_forward_timeout_ms",
-                self.request_forward_timeout_ms,
-            ),
-            (
-                "bft.request_complain_timeout_ms",
-                self.request_complain_timeout_ms,
-            ),
+            ("bft.request_forward_timeout_ms", self.request_forward_timeout_ms),
+            ("bft.request_complain_timeout_ms", self.request_complain_timeout_ms),
             ("bft.view_change_timeout_ms", self.view_change_timeout_ms),
             ("bft.leader_heartbeat_ms", self.leader_heartbeat_ms),
         ];
         for (field, value) in timeouts {
             range(field, value, 1, MAX_TIMEOUT_MS)?;
         }
-        range(
-            "bft.checkpoint_interval",
-            self.checkpoint_interval,
-            1,
-            MAX_WINDOW,
-        )?;
+        range("bft.checkpoint_interval", self.checkpoint_interval, 1, MAX_WINDOW)?;
         range("bft.pipeline_window", self.pipeline_window, 1, MAX_WINDOW)?;
-        range(
-            "bft.leader_rotation",
-            self.leader_rotation,
-            0,
-            u32::MAX.into(),
-        )?;
+        range("bft.leader_rotation", self.leader_rotation, 0, u32::MAX.into())?;
         if self.request_forward_timeout_ms >= self.request_complain_timeout_ms {
             return Err(ConfigError::Inconsistent(format!(
                 "request_forward_timeout_ms ({}) must be shorter than request_complain_timeout_ms ({})",
@@ -466,19 +393,9 @@ impl BftOptions {
 impl KeyRotation {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.every_seconds != 0 {
-            range(
-                "key_rotation.every_seconds",
-                self.every_seconds,
-                MIN_ROTATION_SECONDS,
-                10 * 365 * 24 * 3600,
-            )?;
+            range("key_rotation.every_seconds", self.every_seconds, MIN_ROTATION_SECONDS, 10 * 365 * 24 * 3600)?;
         }
-        range(
-            "key_rotation.every_blocks",
-            self.every_blocks,
-            0,
-            u32::MAX.into(),
-        )
+        range("key_rotation.every_blocks", self.every_blocks, 0, u32::MAX.into())
     }
 }
 
@@ -486,8 +403,7 @@ impl KeyRotation {
 pub fn validate_channel_id(channel_id: &str) -> Result<(), ConfigError> {
     let mut chars = channel_id.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
-    let rest_ok =
-        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
     if !first_ok || !rest_ok || channel_id.len() > MAX_CHANNEL_ID_LEN {
         return Err(ConfigError::BadChannelId(channel_id.to_string()));
     }
@@ -503,18 +419,12 @@ fn bound(what: &'static str, count: usize, max: usize) -> Result<(), ConfigError
 
 fn range(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
     if value < min || value > max {
-        return Err(ConfigError::OutOfRange {
-            field,
-            value,
-            expected: format!("between {min} and {max}"),
-        });
+        return Err(ConfigError::OutOfRange { field, value, expected: format!("between {min} and {max}") });
     }
     Ok(())
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before 1970).
 pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -93,10 +93,7 @@ pub struct ChannelTrust {
 impl ChannelTrust {
     /// Parses the trust anchors of `config`'s organisations.
     pub fn new(config: &ChannelConfig) -> Result<Self, ConfigError> {
-        Ok(ChannelTrust {
-            channel_id: config.channel_id.clone(),
-            orgs: config.org_trust()?,
-        })
+        Ok(ChannelTrust { channel_id: config.channel_id.clone(), orgs: config.org_trust()? })
     }
 }
 
@@ -127,11 +124,7 @@ pub fn compute_tx_id(nonce: &[u8], creator: &[u8]) -> String {
 
 /// The encoded `msp.SerializedIdentity` of a signer.
 pub fn serialized_identity(msp_id: &str, cert_pem: &str) -> Vec<u8> {
-    SerializedIdentity {
-        mspid: msp_id.to_string(),
-        id_bytes: cert_pem.as_bytes().to_vec(),
-    }
-    .encode_to_vec()
+    SerializedIdentity { mspid: msp_id.to_string(), id_bytes: cert_pem.as_bytes().to_vec() }.encode_to_vec()
 }
 
 /// Builds the payload of an envelope signed by `msp`: channel header (type,
@@ -149,20 +142,14 @@ pub fn build_payload(
     let channel_header = ChannelHeader {
         r#type: header_type as i32,
         version: 0,
-        timestamp: Some(prost_types::Timestamp {
-            seconds: timestamp_secs,
-            nanos: 0,
-        }),
+        timestamp: Some(prost_types::Timestamp { seconds: timestamp_secs, nanos: 0 }),
         channel_id: channel_id.to_string(),
         tx_id: compute_tx_id(nonce, &creator),
         epoch: 0,
         extension: Vec::new(),
         tls_cert_hash: Vec::new(),
     };
-    let signature_header = SignatureHeader {
-        creator,
-        nonce: nonce.to_vec(),
-    };
+    let signature_header = SignatureHeader { creator, nonce: nonce.to_vec() };
     Payload {
         header: Some(Header {
             channel_header: channel_header.encode_to_vec(),
@@ -175,10 +162,7 @@ pub fn build_payload(
 /// Encodes `payload` and signs the bytes with `msp`'s key.
 pub fn sign_payload(msp: &Msp, payload: &Payload) -> Result<Envelope, EnvelopeError> {
     let payload = payload.encode_to_vec();
-    let signature = msp
-        .key
-        .sign(&payload)
-        .map_err(|e| EnvelopeError::Signing(e.to_string()))?;
+    let signature = msp.key.sign(&payload).map_err(|e| EnvelopeError::Signing(e.to_string()))?;
     Ok(Envelope { payload, signature })
 }
 
@@ -228,24 +212,16 @@ pub struct DecodedEnvelope {
 /// checking channel, creator or signature.
 pub fn decode_envelope(bytes: &[u8], max_bytes: usize) -> Result<DecodedEnvelope, EnvelopeError> {
     if bytes.len() > max_bytes {
-        return Err(EnvelopeError::TooLarge {
-            size: bytes.len(),
-            max: max_bytes,
-        });
+        return Err(EnvelopeError::TooLarge { size: bytes.len(), max: max_bytes });
     }
-    let malformed =
-        |what: &str, e: prost::DecodeError| EnvelopeError::Malformed(format!("{what}: {e}"));
+    let malformed = |what: &str, e: prost::DecodeError| EnvelopeError::Malformed(format!("{what}: {e}"));
     let envelope = Envelope::decode(bytes).map_err(|e| malformed("envelope", e))?;
-    let payload =
-        Payload::decode(envelope.payload.as_slice()).map_err(|e| malformed("payload", e))?;
-    let header = payload
-        .header
-        .as_ref()
-        .ok_or_else(|| EnvelopeError::Malformed("payload has no header".into()))?;
-    let channel_header = ChannelHeader::decode(header.channel_header.as_slice())
-        .map_err(|e| malformed("channel header", e))?;
-    let signature_header = SignatureHeader::decode(header.signature_header.as_slice())
-        .map_err(|e| malformed("signature header", e))?;
+    let payload = Payload::decode(envelope.payload.as_slice()).map_err(|e| malformed("payload", e))?;
+    let header = payload.header.as_ref().ok_or_else(|| EnvelopeError::Malformed("payload has no header".into()))?;
+    let channel_header =
+        ChannelHeader::decode(header.channel_header.as_slice()).map_err(|e| malformed("channel header", e))?;
+    let signature_header =
+        SignatureHeader::decode(header.signature_header.as_slice()).map_err(|e| malformed("signature header", e))?;
     let creator = SerializedIdentity::decode(signature_header.creator.as_slice())
         .map_err(|e| malformed("creator identity", e))?;
     if signature_header.nonce.len() > MAX_NONCE_LEN {
@@ -254,13 +230,7 @@ pub fn decode_envelope(bytes: &[u8], max_bytes: usize) -> Result<DecodedEnvelope
             signature_header.nonce.len()
         )));
     }
-    Ok(DecodedEnvelope {
-        envelope,
-        payload,
-        channel_header,
-        signature_header,
-        creator,
-    })
+    Ok(DecodedEnvelope { envelope, payload, channel_header, signature_header, creator })
 }
 
 /// The roles that may create an envelope of `header_type`: clients, peers
@@ -289,9 +259,8 @@ pub fn verify_envelope(
 ) -> Result<VerifiedEnvelope, EnvelopeError> {
     let decoded = decode_envelope(bytes, max_bytes)?;
     let channel_header = &decoded.channel_header;
-    let header_type = HeaderType::try_from(channel_header.r#type).map_err(|_| {
-        EnvelopeError::Malformed(format!("unknown header type {}", channel_header.r#type))
-    })?;
+    let header_type = HeaderType::try_from(channel_header.r#type)
+        .map_err(|_| EnvelopeError::Malformed(format!("unknown header type {}", channel_header.r#type)))?;
     if channel_header.channel_id != trust.channel_id {
         return Err(EnvelopeError::WrongChannel {
             expected: trust.channel_id.clone(),
@@ -299,16 +268,10 @@ pub fn verify_envelope(
         });
     }
     if decoded.signature_header.nonce.is_empty() {
-        return Err(EnvelopeError::Malformed(
-            "signature header has no nonce".into(),
-        ));
+        return Err(EnvelopeError::Malformed("signature header has no nonce".into()));
     }
-    let identity = crate::pki::verify_creator(
-        &decoded.creator.id_bytes,
-        &trust.orgs,
-        now_unix,
-        allowed_roles(header_type),
-    )?;
+    let identity =
+        crate::pki::verify_creator(&decoded.creator.id_bytes, &trust.orgs, now_unix, allowed_roles(header_type))?;
     if identity.msp_id != decoded.creator.mspid {
         return Err(EnvelopeError::UnknownCreator(format!(
             "creator claims MSP {:?} but its certificate is issued by {:?}",
@@ -319,15 +282,9 @@ pub fn verify_envelope(
         .public_key
         .verify(&decoded.envelope.payload, &decoded.envelope.signature)
         .map_err(|_| EnvelopeError::BadSignature)?;
-    let expected = compute_tx_id(
-        &decoded.signature_header.nonce,
-        &decoded.signature_header.creator,
-    );
+    let expected = compute_tx_id(&decoded.signature_header.nonce, &decoded.signature_header.creator);
     if channel_header.tx_id != expected {
-        return Err(EnvelopeError::TxIdMismatch {
-            expected,
-            found: channel_header.tx_id.clone(),
-        });
+        return Err(EnvelopeError::TxIdMismatch { expected, found: channel_header.tx_id.clone() });
     }
     Ok(VerifiedEnvelope {
         tx_id: expected,

@@ -46,20 +46,12 @@ pub enum FileError {
 
 /// Reads at most `max` bytes of `path`; refuses larger files.
 pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, FileError> {
-    let io = |source| FileError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| FileError::Io { path: path.to_path_buf(), source };
     let file = fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::new();
-    file.take(max.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > max {
-        return Err(FileError::TooLarge {
-            path: path.to_path_buf(),
-            max,
-        });
+        return Err(FileError::TooLarge { path: path.to_path_buf(), max });
     }
     Ok(bytes)
 }
@@ -67,9 +59,7 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, FileError> {
 /// Reads a PEM (text) file of at most [`MAX_PEM_FILE_BYTES`].
 pub fn read_pem(path: &Path) -> Result<String, FileError> {
     let bytes = read_bounded(path, MAX_PEM_FILE_BYTES)?;
-    String::from_utf8(bytes).map_err(|_| FileError::NotText {
-        path: path.to_path_buf(),
-    })
+    String::from_utf8(bytes).map_err(|_| FileError::NotText { path: path.to_path_buf() })
 }
 
 /// Reads every regular file of `dir` as PEM text, in file-name order; a
@@ -78,10 +68,7 @@ pub fn read_pem_dir(dir: &Path) -> Result<Vec<String>, FileError> {
     if !dir.is_dir() {
         return Ok(Vec::new());
     }
-    let io = |source| FileError::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
+    let io = |source| FileError::Io { path: dir.to_path_buf(), source };
     let mut paths = Vec::new();
     for entry in fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
@@ -89,10 +76,7 @@ pub fn read_pem_dir(dir: &Path) -> Result<Vec<String>, FileError> {
             paths.push(path);
         }
         if paths.len() > MAX_DIR_FILES {
-            return Err(FileError::TooManyFiles {
-                path: dir.to_path_buf(),
-                max: MAX_DIR_FILES,
-            });
+            return Err(FileError::TooManyFiles { path: dir.to_path_buf(), max: MAX_DIR_FILES });
         }
     }
     paths.sort();

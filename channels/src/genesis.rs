@@ -15,9 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::block::{build_block, verify_chain, verify_data_hash, BlockError, ConsenterKeys};
 use crate::config::{ChannelConfig, ConfigError, MAX_CONFIG_BYTES};
 use crate::envelope::{compute_tx_id, decode_envelope, EnvelopeError, NONCE_LEN};
-use crate::proto::common::{
-    Block, ChannelHeader, Envelope, Header, HeaderType, Payload, SignatureHeader,
-};
+use crate::proto::common::{Block, ChannelHeader, Envelope, Header, HeaderType, Payload, SignatureHeader};
 
 /// Why a block is not a usable genesis block.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -47,10 +45,7 @@ pub fn config_envelope(config: &ChannelConfig) -> Envelope {
         tx_id: compute_tx_id(&nonce, &[]),
         ..ChannelHeader::default()
     };
-    let signature_header = SignatureHeader {
-        creator: Vec::new(),
-        nonce,
-    };
+    let signature_header = SignatureHeader { creator: Vec::new(), nonce };
     let payload = Payload {
         header: Some(Header {
             channel_header: channel_header.encode_to_vec(),
@@ -58,10 +53,7 @@ pub fn config_envelope(config: &ChannelConfig) -> Envelope {
         }),
         data,
     };
-    Envelope {
-        payload: payload.encode_to_vec(),
-        signature: Vec::new(),
-    }
+    Envelope { payload: payload.encode_to_vec(), signature: Vec::new() }
 }
 
 /// The genesis block of `config`'s channel: block 0, empty previous hash,
@@ -98,10 +90,7 @@ pub fn config_from_genesis(block: &Block) -> Result<ChannelConfig, GenesisError>
             decoded.channel_header.r#type
         )));
     }
-    let expected_tx_id = compute_tx_id(
-        &decoded.signature_header.nonce,
-        &decoded.signature_header.creator,
-    );
+    let expected_tx_id = compute_tx_id(&decoded.signature_header.nonce, &decoded.signature_header.creator);
     if decoded.channel_header.tx_id != expected_tx_id {
         return Err(GenesisError::Envelope(EnvelopeError::TxIdMismatch {
             expected: expected_tx_id,
@@ -124,11 +113,7 @@ pub fn config_from_genesis(block: &Block) -> Result<ChannelConfig, GenesisError>
 /// genesis block when `blocks` starts at number 1) and, for every block
 /// after the genesis block, its certificate (of `epoch` when given). Returns
 /// the channel configuration. This is what `channels verify-block` does.
-pub fn verify_blocks(
-    genesis: &Block,
-    blocks: &[Block],
-    epoch: Option<u64>,
-) -> Result<ChannelConfig, GenesisError> {
+pub fn verify_blocks(genesis: &Block, blocks: &[Block], epoch: Option<u64>) -> Result<ChannelConfig, GenesisError> {
     let config = config_from_genesis(genesis)?;
     verify_chain(blocks)?;
     let keys = ConsenterKeys::new(&config)?;

@@ -42,9 +42,7 @@ pub fn block_json(block: &Block) -> Value {
         .envelopes()
         .iter()
         .map(|e| {
-            envelope_json(e).unwrap_or_else(
-                |err| json!({ "undecodable": err.to_string(), "hex": hex::encode(e) }),
-            )
+            envelope_json(e).unwrap_or_else(|err| json!({ "undecodable": err.to_string(), "hex": hex::encode(e) }))
         })
         .collect();
     let certificate = match BlockCertificate::from_block(block) {
@@ -55,12 +53,7 @@ pub fn block_json(block: &Block) -> Value {
     let metadata: Vec<Value> = block
         .metadata
         .as_ref()
-        .map(|m| {
-            m.metadata
-                .iter()
-                .map(|slot| Value::String(hex::encode(slot)))
-                .collect()
-        })
+        .map(|m| m.metadata.iter().map(|slot| Value::String(hex::encode(slot))).collect())
         .unwrap_or_default();
     json!({
         "header": {
@@ -93,10 +86,7 @@ pub fn envelope_json(bytes: &[u8]) -> Result<Value, EnvelopeError> {
     let header_type = HeaderType::try_from(header.r#type)
         .map(|t| t.as_str_name().to_string())
         .unwrap_or_else(|_| header.r#type.to_string());
-    let computed_tx_id = compute_tx_id(
-        &decoded.signature_header.nonce,
-        &decoded.signature_header.creator,
-    );
+    let computed_tx_id = compute_tx_id(&decoded.signature_header.nonce, &decoded.signature_header.creator);
     let data = &decoded.payload.data;
     let data_json = if header.r#type == HeaderType::Config as i32 {
         match ChannelConfig::from_canonical_bytes(data) {

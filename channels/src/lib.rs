@@ -23,8 +23,7 @@ pub mod proto;
 pub use block::{BlockCertificate, BlockError};
 pub use config::{ChannelConfig, ConfigError};
 pub use envelope::{
-    build_envelope, build_envelope_now, verify_envelope, ChannelTrust, EnvelopeError,
-    VerifiedEnvelope,
+    build_envelope, build_envelope_now, verify_envelope, ChannelTrust, EnvelopeError, VerifiedEnvelope,
 };
 pub use genesis::{config_from_genesis, genesis_block, verify_blocks, GenesisError};
 pub use profile::{config_from_network, genesis_from_profile, Profile, ProfileError};

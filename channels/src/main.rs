@@ -7,9 +7,7 @@ use std::process::ExitCode;
 
 use ca_tools::{Msp, SigningKey};
 use channels::block::{build_block, certify_block, BlockError};
-use channels::envelope::{
-    build_envelope, build_envelope_now, DEFAULT_MAX_ENVELOPE_BYTES, NONCE_LEN,
-};
+use channels::envelope::{build_envelope, build_envelope_now, DEFAULT_MAX_ENVELOPE_BYTES, NONCE_LEN};
 use channels::files::{read_bounded, FileError};
 use channels::genesis::{config_from_genesis, verify_blocks, GenesisError};
 use channels::inspect::{inspect_bytes, InspectError, MAX_INSPECT_BYTES};
@@ -178,10 +176,7 @@ enum CliError {
     #[error("{path} already exists; pass --force to overwrite it")]
     Exists { path: PathBuf },
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Usage(String),
 }
@@ -199,13 +194,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), CliError> {
     match command {
-        Command::Genesis {
-            profile,
-            channel,
-            out,
-            crypto_dir,
-            force,
-        } => {
+        Command::Genesis { profile, channel, out, crypto_dir, force } => {
             check_writable(&out, force)?;
             let (config, block) = genesis_from_profile(&profile, &channel, crypto_dir.as_deref())?;
             write(&out, &block.encode_to_vec())?;
@@ -223,65 +212,32 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Inspect { file } => {
             let bytes = read_bounded(&file, MAX_INSPECT_BYTES as u64)?;
             let value = inspect_bytes(&bytes)?;
-            let text =
-                serde_json::to_string_pretty(&value).map_err(|e| CliError::Usage(e.to_string()))?;
+            let text = serde_json::to_string_pretty(&value).map_err(|e| CliError::Usage(e.to_string()))?;
             println!("{text}");
             Ok(())
         }
-        Command::Envelope {
-            signer,
-            msp_id,
-            channel,
-            data,
-            out,
-            header_type,
-            nonce,
-            timestamp,
-            force,
-        } => {
+        Command::Envelope { signer, msp_id, channel, data, out, header_type, nonce, timestamp, force } => {
             check_writable(&out, force)?;
-            let msp =
-                Msp::load(msp_id.as_deref(), &signer).map_err(|e| CliError::Pki(e.to_string()))?;
+            let msp = Msp::load(msp_id.as_deref(), &signer).map_err(|e| CliError::Pki(e.to_string()))?;
             let data = read_bounded(&data, DEFAULT_MAX_ENVELOPE_BYTES as u64)?;
             let envelope = match (nonce, timestamp) {
                 (Some(nonce), Some(timestamp)) => {
-                    let nonce = hex::decode(&nonce)
-                        .ok()
-                        .filter(|n| !n.is_empty() && n.len() <= 1024)
-                        .ok_or_else(|| {
+                    let nonce =
+                        hex::decode(&nonce).ok().filter(|n| !n.is_empty() && n.len() <= 1024).ok_or_else(|| {
                             CliError::Usage(format!(
                                 "--nonce must be 1-1024 bytes of hex (e.g. {} hex digits)",
                                 2 * NONCE_LEN
                             ))
                         })?;
-                    build_envelope(
-                        &channel,
-                        &msp,
-                        &data,
-                        header_type.header_type(),
-                        timestamp,
-                        &nonce,
-                    )?
+                    build_envelope(&channel, &msp, &data, header_type.header_type(), timestamp, &nonce)?
                 }
                 _ => build_envelope_now(&channel, &msp, &data, header_type.header_type())?,
             };
             write(&out, &envelope.encode_to_vec())?;
-            println!(
-                "envelope for channel {channel} signed by {} written to {}",
-                msp.msp_id,
-                out.display()
-            );
+            println!("envelope for channel {channel} signed by {} written to {}", msp.msp_id, out.display());
             Ok(())
         }
-        Command::Block {
-            config,
-            previous,
-            envelopes,
-            signers,
-            epoch,
-            out,
-            force,
-        } => {
+        Command::Block { config, previous, envelopes, signers, epoch, out, force } => {
             check_writable(&out, force)?;
             let genesis = read_block(&config)?;
             let channel = config_from_genesis(&genesis)?;
@@ -297,14 +253,12 @@ fn run(command: Command) -> Result<(), CliError> {
                 .map(|p| read_bounded(p, DEFAULT_MAX_ENVELOPE_BYTES as u64))
                 .collect::<Result<Vec<_>, _>>()?;
             let prev_header = previous.header_checked()?;
-            let number = prev_header.number.checked_add(1).ok_or_else(|| {
-                CliError::Usage("the previous block has the largest possible number".into())
-            })?;
+            let number = prev_header
+                .number
+                .checked_add(1)
+                .ok_or_else(|| CliError::Usage("the previous block has the largest possible number".into()))?;
             let mut block = build_block(number, &prev_header.hash(), data);
-            let keys = signers
-                .iter()
-                .map(|s| load_signer(s))
-                .collect::<Result<Vec<_>, _>>()?;
+            let keys = signers.iter().map(|s| load_signer(s)).collect::<Result<Vec<_>, _>>()?;
             let refs: Vec<(u32, &SigningKey)> = keys.iter().map(|(id, key)| (*id, key)).collect();
             certify_block(&mut block, &channel.channel_id, epoch, &refs)?;
             write(&out, &block.encode_to_vec())?;
@@ -317,21 +271,13 @@ fn run(command: Command) -> Result<(), CliError> {
             );
             Ok(())
         }
-        Command::VerifyEnvelope {
-            config,
-            max_bytes,
-            envelope,
-        } => {
+        Command::VerifyEnvelope { config, max_bytes, envelope } => {
             let channel = config_from_genesis(&read_block(&config)?)?;
             let trust = ChannelTrust::new(&channel).map_err(GenesisError::from)?;
             let bytes = match read_bounded(&envelope, max_bytes as u64) {
                 Err(FileError::TooLarge { path, .. }) => {
                     let size = std::fs::metadata(&path).map_or(usize::MAX, |m| m.len() as usize);
-                    return Err(EnvelopeError::TooLarge {
-                        size,
-                        max: max_bytes,
-                    }
-                    .into());
+                    return Err(EnvelopeError::TooLarge { size, max: max_bytes }.into());
                 }
                 other => other?,
             };
@@ -347,21 +293,12 @@ fn run(command: Command) -> Result<(), CliError> {
             );
             Ok(())
         }
-        Command::VerifyBlock {
-            config,
-            epoch,
-            blocks,
-        } => {
+        Command::VerifyBlock { config, epoch, blocks } => {
             if blocks.len() > MAX_BLOCK_FILES {
-                return Err(CliError::Usage(format!(
-                    "at most {MAX_BLOCK_FILES} blocks per run"
-                )));
+                return Err(CliError::Usage(format!("at most {MAX_BLOCK_FILES} blocks per run")));
             }
             let genesis = read_block(&config)?;
-            let blocks = blocks
-                .iter()
-                .map(|p| read_block(p))
-                .collect::<Result<Vec<_>, _>>()?;
+            let blocks = blocks.iter().map(|p| read_block(p)).collect::<Result<Vec<_>, _>>()?;
             let channel = verify_blocks(&genesis, &blocks, epoch)?;
             for block in &blocks {
                 println!(
@@ -379,9 +316,7 @@ fn run(command: Command) -> Result<(), CliError> {
 
 fn load_signer(spec: &str) -> Result<(u32, SigningKey), CliError> {
     let usage = || {
-        CliError::Usage(format!(
-            "--sign {spec:?}: expected ID=MSPDIR, e.g. --sign 1=crypto/Org1/orderers/orderer0/msp"
-        ))
+        CliError::Usage(format!("--sign {spec:?}: expected ID=MSPDIR, e.g. --sign 1=crypto/Org1/orderers/orderer0/msp"))
     };
     let (id, dir) = spec.split_once('=').ok_or_else(usage)?;
     let id: u32 = id.trim().parse().map_err(|_| usage())?;
@@ -391,22 +326,16 @@ fn load_signer(spec: &str) -> Result<(u32, SigningKey), CliError> {
 
 fn read_block(path: &Path) -> Result<Block, CliError> {
     let bytes = read_bounded(path, MAX_INSPECT_BYTES as u64)?;
-    Block::decode_bounded(&bytes, MAX_INSPECT_BYTES)
-        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
+    Block::decode_bounded(&bytes, MAX_INSPECT_BYTES).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
 }
 
 fn check_writable(path: &Path, force: bool) -> Result<(), CliError> {
     if path.exists() && !force {
-        return Err(CliError::Exists {
-            path: path.to_path_buf(),
-        });
+        return Err(CliError::Exists { path: path.to_path_buf() });
     }
     Ok(())
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    std::fs::write(path, bytes).map_err(|source| CliError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::write(path, bytes).map_err(|source| CliError::Write { path: path.to_path_buf(), source })
 }

@@ -1,9 +1,7 @@
 //! The one place that turns ca-tools verification results into this crate's
 //! errors: envelope creators and consenter certificates.
 
-use ca_tools::{
-    verify_identity, verify_tls_identity, OrgTrust, Role, VerifiedIdentity, VerifyError,
-};
+use ca_tools::{verify_identity, verify_tls_identity, OrgTrust, Role, VerifiedIdentity, VerifyError};
 
 use crate::config::{ConfigError, Consenter, Organization};
 use crate::envelope::EnvelopeError;
@@ -21,9 +19,7 @@ pub(crate) fn verify_creator(
 fn creator_error(error: VerifyError) -> EnvelopeError {
     let text = error.to_string();
     match error {
-        VerifyError::UnknownIssuer { .. } | VerifyError::MspMismatch { .. } => {
-            EnvelopeError::UnknownCreator(text)
-        }
+        VerifyError::UnknownIssuer { .. } | VerifyError::MspMismatch { .. } => EnvelopeError::UnknownCreator(text),
         VerifyError::Revoked { .. } => EnvelopeError::RevokedCreator(text),
         VerifyError::Expired { .. } => EnvelopeError::ExpiredCreator(text),
         VerifyError::NotYetValid { .. } => EnvelopeError::CreatorNotYetValid(text),
@@ -50,25 +46,12 @@ pub(crate) fn check_consenter_certs(
         msp_id: consenter.msp_id.clone(),
         reason,
     };
-    verify_identity(
-        consenter.identity_cert.as_bytes(),
-        std::slice::from_ref(trust),
-        now_unix,
-        Consenter::roles(),
-    )
-    .map_err(|e| bad("identity", e.to_string()))?;
+    verify_identity(consenter.identity_cert.as_bytes(), std::slice::from_ref(trust), now_unix, Consenter::roles())
+        .map_err(|e| bad("identity", e.to_string()))?;
     if org.tls_root_certs.is_empty() {
-        return Err(bad(
-            "TLS",
-            "the organisation has no TLS root CA to check it against; add its tlscacerts".into(),
-        ));
+        return Err(bad("TLS", "the organisation has no TLS root CA to check it against; add its tlscacerts".into()));
     }
-    verify_tls_identity(
-        consenter.tls_cert.as_bytes(),
-        std::slice::from_ref(trust),
-        now_unix,
-        Consenter::roles(),
-    )
-    .map_err(|e| bad("TLS", e.to_string()))?;
+    verify_tls_identity(consenter.tls_cert.as_bytes(), std::slice::from_ref(trust), now_unix, Consenter::roles())
+        .map_err(|e| bad("TLS", e.to_string()))?;
     Ok(())
 }

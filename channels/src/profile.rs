@@ -15,9 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_norway::Value;
 
-use crate::config::{
-    BatchConfig, BftOptions, ChannelConfig, ConfigError, Consenter, KeyRotation, Organization,
-};
+use crate::config::{BatchConfig, BftOptions, ChannelConfig, ConfigError, Consenter, KeyRotation, Organization};
 use crate::files::{read_bounded, read_pem, read_pem_dir, FileError};
 use crate::genesis::genesis_block;
 use crate::proto::common::Block;
@@ -40,9 +38,7 @@ pub enum ProfileError {
         reason: String,
     },
     /// A certificate the profile points to does not exist.
-    #[error(
-        "{what}: no certificate found at {path}; run `ca-tools network` first or fix the path"
-    )]
+    #[error("{what}: no certificate found at {path}; run `ca-tools network` first or fix the path")]
     Missing {
         /// What was looked for.
         what: String,
@@ -129,11 +125,8 @@ impl Profile {
     /// against the file's directory.
     pub fn load(path: &Path) -> Result<Self, ProfileError> {
         let bytes = read_bounded(path, MAX_PROFILE_BYTES)?;
-        let mut profile: Profile =
-            serde_norway::from_slice(&bytes).map_err(|e| ProfileError::Yaml {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
+        let mut profile: Profile = serde_norway::from_slice(&bytes)
+            .map_err(|e| ProfileError::Yaml { path: path.to_path_buf(), reason: e.to_string() })?;
         let dir = path.parent().unwrap_or(Path::new("."));
         profile.crypto_dir = Some(match profile.crypto_dir.take() {
             Some(crypto) => dir.join(crypto),
@@ -145,42 +138,20 @@ impl Profile {
     /// The channel configuration this profile describes for `channel_id`,
     /// reading certificates relative to `base` (default: `crypto_dir`). It
     /// is not validated; see [`genesis_from_profile`].
-    pub fn to_config(
-        &self,
-        channel_id: &str,
-        base: Option<&Path>,
-    ) -> Result<ChannelConfig, ProfileError> {
-        let base = base
-            .map(Path::to_path_buf)
-            .or_else(|| self.crypto_dir.clone())
-            .unwrap_or_else(|| PathBuf::from("."));
+    pub fn to_config(&self, channel_id: &str, base: Option<&Path>) -> Result<ChannelConfig, ProfileError> {
+        let base =
+            base.map(Path::to_path_buf).or_else(|| self.crypto_dir.clone()).unwrap_or_else(|| PathBuf::from("."));
         let counts = [
-            (
-                "organisations",
-                self.organizations.len(),
-                crate::config::MAX_ORGS,
-            ),
-            (
-                "consenters",
-                self.consenters.len(),
-                crate::config::MAX_CONSENTERS,
-            ),
+            ("organisations", self.organizations.len(), crate::config::MAX_ORGS),
+            ("consenters", self.consenters.len(), crate::config::MAX_CONSENTERS),
         ];
         for (what, count, max) in counts {
             if count > max {
                 return Err(ConfigError::TooMany { what, count, max }.into());
             }
         }
-        let orgs = self
-            .organizations
-            .iter()
-            .map(|org| org.to_org(&base))
-            .collect::<Result<Vec<_>, _>>()?;
-        let consenters = self
-            .consenters
-            .iter()
-            .map(|c| c.to_consenter(&base))
-            .collect::<Result<Vec<_>, _>>()?;
+        let orgs = self.organizations.iter().map(|org| org.to_org(&base)).collect::<Result<Vec<_>, _>>()?;
+        let consenters = self.consenters.iter().map(|c| c.to_consenter(&base)).collect::<Result<Vec<_>, _>>()?;
         let yaml = |section: &str, e: serde_norway::Error| ProfileError::Yaml {
             path: base.clone(),
             reason: format!("{section}: {e}"),
@@ -190,18 +161,12 @@ impl Profile {
             sequence: 0,
             orgs,
             consenters,
-            batch: Some(
-                overlay(BatchConfig::recommended(), &self.batch).map_err(|e| yaml("batch", e))?,
-            ),
+            batch: Some(overlay(BatchConfig::recommended(), &self.batch).map_err(|e| yaml("batch", e))?),
             bft: Some(overlay(BftOptions::recommended(), &self.bft).map_err(|e| yaml("bft", e))?),
             key_rotation: Some(
-                overlay(KeyRotation::default(), &self.key_rotation)
-                    .map_err(|e| yaml("key_rotation", e))?,
+                overlay(KeyRotation::default(), &self.key_rotation).map_err(|e| yaml("key_rotation", e))?,
             ),
-            admin_policy: self
-                .admin_policy
-                .clone()
-                .unwrap_or_else(|| "majority".into()),
+            admin_policy: self.admin_policy.clone().unwrap_or_else(|| "majority".into()),
         })
     }
 }
@@ -210,10 +175,7 @@ impl OrgProfile {
     fn to_org(&self, base: &Path) -> Result<Organization, ProfileError> {
         let mut org = match &self.msp_dir {
             Some(dir) => Organization::from_msp_dir(&self.msp_id, &base.join(dir))?,
-            None => Organization {
-                msp_id: self.msp_id.clone(),
-                ..Organization::default()
-            },
+            None => Organization { msp_id: self.msp_id.clone(), ..Organization::default() },
         };
         let read_all = |files: &[PathBuf]| -> Result<Vec<String>, FileError> {
             files.iter().map(|f| read_pem(&base.join(f))).collect()
@@ -228,13 +190,7 @@ impl OrgProfile {
 impl ConsenterProfile {
     fn to_consenter(&self, base: &Path) -> Result<Consenter, ProfileError> {
         let mut consenter = match &self.dir {
-            Some(dir) => Consenter::from_node_dir(
-                self.id,
-                &self.host,
-                self.port,
-                &self.msp_id,
-                &base.join(dir),
-            )?,
+            Some(dir) => Consenter::from_node_dir(self.id, &self.host, self.port, &self.msp_id, &base.join(dir))?,
             None => Consenter {
                 id: self.id,
                 host: self.host.clone(),
@@ -249,17 +205,11 @@ impl ConsenterProfile {
         if let Some(file) = &self.tls_cert {
             consenter.tls_cert = read_pem(&base.join(file))?;
         }
-        for (what, pem) in [
-            ("identity", &consenter.identity_cert),
-            ("TLS", &consenter.tls_cert),
-        ] {
+        for (what, pem) in [("identity", &consenter.identity_cert), ("TLS", &consenter.tls_cert)] {
             if pem.trim().is_empty() {
                 return Err(ProfileError::Missing {
                     what: format!("consenter {} {what} certificate", self.id),
-                    path: self
-                        .dir
-                        .as_ref()
-                        .map_or_else(|| base.to_path_buf(), |d| base.join(d)),
+                    path: self.dir.as_ref().map_or_else(|| base.to_path_buf(), |d| base.join(d)),
                 });
             }
         }
@@ -291,29 +241,16 @@ impl Consenter {
     /// A consenter from a node directory in the MSP layout: the identity
     /// certificate is the single file in `msp/signcerts/`, the TLS
     /// certificate is `tls/server.crt`.
-    pub fn from_node_dir(
-        id: u32,
-        host: &str,
-        port: u16,
-        msp_id: &str,
-        node_dir: &Path,
-    ) -> Result<Self, ProfileError> {
+    pub fn from_node_dir(id: u32, host: &str, port: u16, msp_id: &str, node_dir: &Path) -> Result<Self, ProfileError> {
         let signcerts = node_dir.join("msp").join("signcerts");
         let identity = read_pem_dir(&signcerts)?;
-        let [identity_cert] =
-            <[String; 1]>::try_from(identity).map_err(|found| ProfileError::Missing {
-                what: format!(
-                    "consenter {id} identity certificate (exactly one file, found {})",
-                    found.len()
-                ),
-                path: signcerts.clone(),
-            })?;
+        let [identity_cert] = <[String; 1]>::try_from(identity).map_err(|found| ProfileError::Missing {
+            what: format!("consenter {id} identity certificate (exactly one file, found {})", found.len()),
+            path: signcerts.clone(),
+        })?;
         let tls_path = node_dir.join("tls").join("server.crt");
         if !tls_path.is_file() {
-            return Err(ProfileError::Missing {
-                what: format!("consenter {id} TLS certificate"),
-                path: tls_path,
-            });
+            return Err(ProfileError::Missing { what: format!("consenter {id} TLS certificate"), path: tls_path });
         }
         Ok(Consenter {
             id,
@@ -322,6 +259,7 @@ impl Consenter {
             msp_id: msp_id.to_string(),
             identity_cert,
             tls_cert: read_pem(&tls_path)?,
+            mac_public_key: read_mac_public_key(&node_dir.join("mac.pub"))?,
         })
     }
 }
@@ -349,17 +287,27 @@ pub fn config_from_network(
             count: index + 1,
             max: crate::config::MAX_CONSENTERS,
         })?;
-        consenters.push(Consenter::from_node_dir(
-            id,
-            &host,
-            port,
-            msp_id,
-            &orderer.dir,
-        )?);
+        consenters.push(Consenter::from_node_dir(id, &host, port, msp_id, &orderer.dir)?);
     }
     let config = ChannelConfig::with_defaults(channel_id, orgs, consenters);
     config.validate()?;
     Ok(config)
+}
+
+/// A consenter's X25519 MAC public key, written by `orderer keygen` as 64
+/// hex digits in `mac.pub` beside its msp/ and tls/ folders (empty when the
+/// file is absent).
+fn read_mac_public_key(path: &Path) -> Result<Vec<u8>, ProfileError> {
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let text = String::from_utf8(read_bounded(path, 1024)?).unwrap_or_default();
+    match hex::decode(text.trim()) {
+        Ok(key) if key.len() == 32 => Ok(key),
+        _ => {
+            Err(ProfileError::Missing { what: "an X25519 public key (64 hex digits)".into(), path: path.to_path_buf() })
+        }
+    }
 }
 
 /// Builds and fully validates the configuration of `channel_id` from the
@@ -377,10 +325,7 @@ pub fn genesis_from_profile(
 }
 
 /// `defaults` with the keys of the YAML mapping `overrides` replaced.
-fn overlay<T: Serialize + DeserializeOwned>(
-    defaults: T,
-    overrides: &Option<Value>,
-) -> Result<T, serde_norway::Error> {
+fn overlay<T: Serialize + DeserializeOwned>(defaults: T, overrides: &Option<Value>) -> Result<T, serde_norway::Error> {
     let mut merged = serde_norway::to_value(defaults)?;
     if let (Some(Value::Mapping(over)), Value::Mapping(base)) = (overrides, &mut merged) {
         for (key, value) in over {

@@ -37,12 +37,7 @@ fn fixture() -> &'static Fixture {
         .unwrap()
         .encode_to_vec();
         let genesis = genesis_block(&net.config).encode_to_vec();
-        Fixture {
-            _net: net,
-            trust,
-            envelope,
-            genesis,
-        }
+        Fixture { _net: net, trust, envelope, genesis }
     })
 }
 

@@ -18,9 +18,7 @@ use prost::Message;
 
 use super::{certificate_signing_bytes, BlockError};
 use crate::config::ChannelConfig;
-use crate::proto::common::{
-    Block, BlockMetadataIndex, IdentifierHeader, Metadata, MetadataSignature,
-};
+use crate::proto::common::{Block, BlockMetadataIndex, IdentifierHeader, Metadata, MetadataSignature};
 
 /// Most signatures a certificate may carry (bounded by the largest channel).
 pub const MAX_CERTIFICATE_SIGNATURES: usize = crate::config::MAX_CONSENTERS;
@@ -45,18 +43,10 @@ impl BlockCertificate {
             .map(|(id, signature)| MetadataSignature {
                 signature_header: Vec::new(),
                 signature: signature.clone(),
-                identifier_header: IdentifierHeader {
-                    identifier: *id,
-                    nonce: nonce.clone(),
-                }
-                .encode_to_vec(),
+                identifier_header: IdentifierHeader { identifier: *id, nonce: nonce.clone() }.encode_to_vec(),
             })
             .collect();
-        Metadata {
-            value: Vec::new(),
-            signatures,
-        }
-        .encode_to_vec()
+        Metadata { value: Vec::new(), signatures }.encode_to_vec()
     }
 
     /// Decodes a certificate from SIGNATURES metadata bytes.
@@ -87,28 +77,20 @@ impl BlockCertificate {
             match epoch {
                 None => epoch = Some(entry_epoch),
                 Some(first) if first != entry_epoch => {
-                    return Err(BlockError::MixedEpochs {
-                        first,
-                        other: entry_epoch,
-                    })
+                    return Err(BlockError::MixedEpochs { first, other: entry_epoch })
                 }
                 Some(_) => {}
             }
             signatures.push((header.identifier, entry.signature));
         }
-        Ok(BlockCertificate {
-            epoch: epoch.unwrap_or_default(),
-            signatures,
-        })
+        Ok(BlockCertificate { epoch: epoch.unwrap_or_default(), signatures })
     }
 
     /// Reads the certificate from `block`'s SIGNATURES slot.
     pub fn from_block(block: &Block) -> Result<Self, BlockError> {
-        let slot = block.metadata_slot(BlockMetadataIndex::Signatures).ok_or(
-            BlockError::MissingCertificate {
-                number: block.number(),
-            },
-        )?;
+        let slot = block
+            .metadata_slot(BlockMetadataIndex::Signatures)
+            .ok_or(BlockError::MissingCertificate { number: block.number() })?;
         Self::from_metadata(slot)
     }
 
@@ -137,10 +119,7 @@ pub fn certify_block(
     let bytes = certificate_signing_bytes(channel_id, epoch, header.number, &header.hash());
     let mut signatures = Vec::with_capacity(signers.len());
     for (id, key) in signers {
-        let signature = key.sign(&bytes).map_err(|e| BlockError::BadConsenterKey {
-            id: *id,
-            reason: e.to_string(),
-        })?;
+        let signature = key.sign(&bytes).map_err(|e| BlockError::BadConsenterKey { id: *id, reason: e.to_string() })?;
         signatures.push((*id, signature));
     }
     let certificate = BlockCertificate { epoch, signatures };
@@ -162,64 +141,36 @@ impl ConsenterKeys {
     pub fn new(config: &ChannelConfig) -> Result<Self, BlockError> {
         let mut keys = BTreeMap::new();
         for consenter in &config.consenters {
-            let key = PublicKey::from_cert(consenter.identity_cert.as_bytes()).map_err(|e| {
-                BlockError::BadConsenterKey {
-                    id: consenter.id,
-                    reason: e.to_string(),
-                }
-            })?;
+            let key = PublicKey::from_cert(consenter.identity_cert.as_bytes())
+                .map_err(|e| BlockError::BadConsenterKey { id: consenter.id, reason: e.to_string() })?;
             keys.insert(consenter.id, key);
         }
-        Ok(ConsenterKeys {
-            channel_id: config.channel_id.clone(),
-            quorum: config.quorum(),
-            keys,
-        })
+        Ok(ConsenterKeys { channel_id: config.channel_id.clone(), quorum: config.quorum(), keys })
     }
 
     /// Verifies `block`'s certificate: every signer a consenter, each at
     /// most once, each signature valid over [`certificate_signing_bytes`]
     /// for the certificate's epoch, at least a quorum of distinct signers;
     /// and, when `epoch` is given, the certificate is of that epoch.
-    pub fn verify(
-        &self,
-        block: &Block,
-        epoch: Option<u64>,
-    ) -> Result<BlockCertificate, BlockError> {
+    pub fn verify(&self, block: &Block, epoch: Option<u64>) -> Result<BlockCertificate, BlockError> {
         let certificate = BlockCertificate::from_block(block)?;
         if let Some(expected) = epoch.filter(|e| *e != certificate.epoch) {
-            return Err(BlockError::WrongEpoch {
-                expected,
-                found: certificate.epoch,
-            });
+            return Err(BlockError::WrongEpoch { expected, found: certificate.epoch });
         }
         let header = block.header_checked()?;
-        let signing_bytes = certificate_signing_bytes(
-            &self.channel_id,
-            certificate.epoch,
-            header.number,
-            &header.hash(),
-        );
+        let signing_bytes =
+            certificate_signing_bytes(&self.channel_id, certificate.epoch, header.number, &header.hash());
         let mut signers = BTreeSet::new();
         for (id, signature) in &certificate.signatures {
             if !signers.insert(*id) {
                 return Err(BlockError::DuplicateSigner { id: *id });
             }
-            let key = self
-                .keys
-                .get(id)
-                .ok_or(BlockError::UnknownSigner { id: *id })?;
+            let key = self.keys.get(id).ok_or(BlockError::UnknownSigner { id: *id })?;
             key.verify(&signing_bytes, signature)
-                .map_err(|_| BlockError::BadSignature {
-                    id: *id,
-                    number: header.number,
-                })?;
+                .map_err(|_| BlockError::BadSignature { id: *id, number: header.number })?;
         }
         if signers.len() < self.quorum || self.quorum == 0 {
-            return Err(BlockError::NoQuorum {
-                have: signers.len(),
-                need: self.quorum,
-            });
+            return Err(BlockError::NoQuorum { have: signers.len(), need: self.quorum });
         }
         assert!(signers.len() <= self.keys.len());
         Ok(certificate)
@@ -237,12 +188,6 @@ pub fn verify_block_certificate(block: &Block, config: &ChannelConfig) -> Result
 
 /// [`verify_block_certificate`], also requiring the certificate to be of
 /// `epoch`.
-pub fn verify_block_certificate_in_epoch(
-    block: &Block,
-    config: &ChannelConfig,
-    epoch: u64,
-) -> Result<(), BlockError> {
-    ConsenterKeys::new(config)?
-        .verify(block, Some(epoch))
-        .map(|_| ())
+pub fn verify_block_certificate_in_epoch(block: &Block, config: &ChannelConfig, epoch: u64) -> Result<(), BlockError> {
+    ConsenterKeys::new(config)?.verify(block, Some(epoch)).map(|_| ())
 }

@@ -55,13 +55,8 @@ fn generate(yaml: &str) -> (TempDir, NetworkSummary) {
 /// (Ed25519: orderer2, orderer3, Admin, User1); consenters 1-4 in that order.
 pub fn network() -> Net {
     let (dir, summary) = generate(CONSORTIUM);
-    let config =
-        config_from_network(CHANNEL, &summary, |i, o| (o.name.clone(), 7050 + i as u16)).unwrap();
-    Net {
-        dir,
-        summary,
-        config,
-    }
+    let config = config_from_network(CHANNEL, &summary, |i, o| (o.name.clone(), 7050 + i as u16)).unwrap();
+    Net { dir, summary, config }
 }
 
 /// A separate consortium: Org3MSP, and an impostor "Org1MSP" whose CA is not
