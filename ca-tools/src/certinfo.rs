@@ -61,12 +61,7 @@ pub fn inspect_at(cert: &[u8], now_unix: i64) -> Result<CertInfo, PkiError> {
     };
     let mut key_usage = Vec::new();
     if let Ok(Some(ku)) = x509.key_usage() {
-        key_usage = ku
-            .value
-            .to_string()
-            .split(", ")
-            .map(str::to_string)
-            .collect();
+        key_usage = ku.value.to_string().split(", ").map(str::to_string).collect();
         key_usage.retain(|s| !s.is_empty());
     }
     let mut extended_key_usage = Vec::new();
@@ -107,41 +102,26 @@ pub fn inspect_at(cert: &[u8], now_unix: i64) -> Result<CertInfo, PkiError> {
 
 /// Parse a DER certificate, refusing trailing bytes.
 pub(crate) fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, VerifyError> {
-    let (rest, x509) = x509_parser::parse_x509_certificate(der)
-        .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    let (rest, x509) = x509_parser::parse_x509_certificate(der).map_err(|e| VerifyError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(VerifyError::Malformed(format!(
-            "{} trailing bytes after the certificate",
-            rest.len()
-        )));
+        return Err(VerifyError::Malformed(format!("{} trailing bytes after the certificate", rest.len())));
     }
     Ok(x509)
 }
 
 /// The MSP id: the first subject O.
 pub(crate) fn msp_id_of(x509: &X509Certificate<'_>) -> Option<String> {
-    x509.subject()
-        .iter_organization()
-        .next()
-        .and_then(|a| a.as_str().ok())
-        .map(str::to_string)
+    x509.subject().iter_organization().next().and_then(|a| a.as_str().ok()).map(str::to_string)
 }
 
 /// The role: the first subject OU that names a role.
 pub(crate) fn role_of(x509: &X509Certificate<'_>) -> Option<Role> {
-    x509.subject()
-        .iter_organizational_unit()
-        .filter_map(|a| a.as_str().ok())
-        .find_map(|s| s.parse::<Role>().ok())
+    x509.subject().iter_organizational_unit().filter_map(|a| a.as_str().ok()).find_map(|s| s.parse::<Role>().ok())
 }
 
 /// The subject common name.
 pub(crate) fn common_name_of(x509: &X509Certificate<'_>) -> Option<String> {
-    x509.subject()
-        .iter_common_name()
-        .next()
-        .and_then(|a| a.as_str().ok())
-        .map(str::to_string)
+    x509.subject().iter_common_name().next().and_then(|a| a.as_str().ok()).map(str::to_string)
 }
 
 /// DNS names and IP addresses of the SAN extension.
@@ -155,12 +135,8 @@ pub(crate) fn sans_of(x509: &X509Certificate<'_>) -> Vec<String> {
         .filter_map(|n| match n {
             GeneralName::DNSName(d) => Some((*d).to_string()),
             GeneralName::IPAddress(ip) => match ip.len() {
-                4 => <[u8; 4]>::try_from(*ip)
-                    .ok()
-                    .map(|b| std::net::IpAddr::from(b).to_string()),
-                16 => <[u8; 16]>::try_from(*ip)
-                    .ok()
-                    .map(|b| std::net::IpAddr::from(b).to_string()),
+                4 => <[u8; 4]>::try_from(*ip).ok().map(|b| std::net::IpAddr::from(b).to_string()),
+                16 => <[u8; 16]>::try_from(*ip).ok().map(|b| std::net::IpAddr::from(b).to_string()),
                 _ => None,
             },
             _ => None,
@@ -172,16 +148,11 @@ pub(crate) fn sans_of(x509: &X509Certificate<'_>) -> Vec<String> {
 pub fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| format!("@{unix}"))
 }
 
 /// The key type of a certificate's public key, if supported.
 pub(crate) fn key_type_of(x509: &X509Certificate<'_>) -> Option<KeyType> {
-    PublicKey::from_spki(x509.public_key())
-        .ok()
-        .map(|k| k.key_type())
+    PublicKey::from_spki(x509.public_key()).ok().map(|k| k.key_type())
 }

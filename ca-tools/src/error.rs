@@ -140,9 +140,7 @@ pub enum VerifyError {
         reason: String,
     },
     /// The MSP id in the certificate differs from the MSP whose root issued it.
-    #[error(
-        "MSP mismatch: certificate says MSP '{found}' but was issued by the CA of '{expected}'"
-    )]
+    #[error("MSP mismatch: certificate says MSP '{found}' but was issued by the CA of '{expected}'")]
     MspMismatch {
         /// The MSP id of the trusting org.
         expected: String,

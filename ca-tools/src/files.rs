@@ -11,10 +11,7 @@ use crate::pemutil::INPUT_BYTES_MAX;
 pub const DIR_ENTRIES_MAX: usize = 1024;
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
-    move |source| PkiError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| PkiError::Io { path: path.to_path_buf(), source }
 }
 
 /// Read a file of at most [`INPUT_BYTES_MAX`] bytes.
@@ -26,15 +23,9 @@ pub fn read_bounded(path: &Path) -> Result<Vec<u8>, PkiError> {
 pub fn read_bounded_max(path: &Path, limit: u64) -> Result<Vec<u8>, PkiError> {
     let file = fs::File::open(path).map_err(io_err(path))?;
     let mut buf = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut buf)
-        .map_err(io_err(path))?;
+    file.take(limit + 1).read_to_end(&mut buf).map_err(io_err(path))?;
     if buf.len() as u64 > limit {
-        return Err(PkiError::TooLarge {
-            what: path.display().to_string(),
-            size: buf.len() as u64,
-            limit,
-        });
+        return Err(PkiError::TooLarge { what: path.display().to_string(), size: buf.len() as u64, limit });
     }
     Ok(buf)
 }
@@ -47,10 +38,8 @@ pub fn read_text(path: &Path) -> Result<String, PkiError> {
 /// Read a UTF-8 text file of at most `limit` bytes.
 pub fn read_text_max(path: &Path, limit: u64) -> Result<String, PkiError> {
     let bytes = read_bounded_max(path, limit)?;
-    String::from_utf8(bytes).map_err(|_| PkiError::Pem {
-        what: path.display().to_string(),
-        reason: "not UTF-8 text".into(),
-    })
+    String::from_utf8(bytes)
+        .map_err(|_| PkiError::Pem { what: path.display().to_string(), reason: "not UTF-8 text".into() })
 }
 
 /// The regular files of a directory, sorted by name (at most [`DIR_ENTRIES_MAX`]).
@@ -101,20 +90,12 @@ pub enum Secrecy {
 
 /// Write `contents` to `path` (creating parents), refusing to overwrite unless
 /// `force`. Secrets are created with mode 0600 and written via a temp file + rename.
-pub fn write_file(
-    path: &Path,
-    contents: &[u8],
-    secrecy: Secrecy,
-    force: bool,
-) -> Result<(), PkiError> {
+pub fn write_file(path: &Path, contents: &[u8], secrecy: Secrecy, force: bool) -> Result<(), PkiError> {
     check_writable(path, force)?;
     if let Some(parent) = path.parent() {
         ensure_dir(parent)?;
     }
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
     let tmp = path.with_file_name(format!(".{file_name}.tmp"));
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -131,8 +112,7 @@ pub fn write_file(
     if secrecy == Secrecy::Secret {
         use std::os::unix::fs::PermissionsExt as _;
         // The temp file may have pre-existed with a wider mode.
-        file.set_permissions(fs::Permissions::from_mode(0o600))
-            .map_err(io_err(&tmp))?;
+        file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(io_err(&tmp))?;
     }
     file.write_all(contents).map_err(io_err(&tmp))?;
     file.sync_all().map_err(io_err(&tmp))?;

@@ -51,9 +51,7 @@ impl FromStr for KeyType {
         match s.to_ascii_lowercase().as_str() {
             "ecdsa-p256" | "ecdsa" | "p256" | "p-256" => Ok(KeyType::EcdsaP256),
             "ed25519" => Ok(KeyType::Ed25519),
-            _ => Err(PkiError::Config(format!(
-                "unknown key type '{s}' (expected ecdsa-p256 or ed25519)"
-            ))),
+            _ => Err(PkiError::Config(format!("unknown key type '{s}' (expected ecdsa-p256 or ed25519)"))),
         }
     }
 }
@@ -93,17 +91,12 @@ impl PublicKey {
         let alg = &spki.algorithm.algorithm;
         let bytes = spki.subject_public_key.data.as_ref();
         if *alg == OID_SIG_ED25519 {
-            let key: [u8; 32] = bytes
-                .try_into()
-                .map_err(|_| VerifyError::Malformed("Ed25519 key is not 32 bytes".into()))?;
+            let key: [u8; 32] =
+                bytes.try_into().map_err(|_| VerifyError::Malformed("Ed25519 key is not 32 bytes".into()))?;
             return Ok(PublicKey::Ed25519(key));
         }
         if *alg == OID_KEY_TYPE_EC_PUBLIC_KEY {
-            let curve = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.as_oid().ok());
+            let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok());
             if curve.as_ref() == Some(&OID_EC_P256) {
                 p256::ecdsa::VerifyingKey::from_sec1_bytes(bytes)
                     .map_err(|_| VerifyError::Malformed("invalid P-256 point".into()))?;
@@ -111,15 +104,10 @@ impl PublicKey {
             }
             return Err(VerifyError::UnsupportedKey(format!(
                 "EC key on curve {}",
-                curve
-                    .map(|c| c.to_id_string())
-                    .unwrap_or_else(|| "?".into())
+                curve.map(|c| c.to_id_string()).unwrap_or_else(|| "?".into())
             )));
         }
-        Err(VerifyError::UnsupportedKey(format!(
-            "algorithm {}",
-            alg.to_id_string()
-        )))
+        Err(VerifyError::UnsupportedKey(format!("algorithm {}", alg.to_id_string())))
     }
 
     /// Verify `sig` over `msg`. ECDSA: DER signature over SHA-256(msg), high-S
@@ -127,24 +115,20 @@ impl PublicKey {
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), SignatureError> {
         match self {
             PublicKey::EcdsaP256(point) => {
-                let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
-                    .map_err(|_| SignatureError::MalformedKey)?;
-                let sig = p256::ecdsa::DerSignature::try_from(sig)
-                    .map_err(|_| SignatureError::MalformedSignature)?;
-                let sig = p256::ecdsa::Signature::from_der(sig.as_bytes())
-                    .map_err(|_| SignatureError::MalformedSignature)?;
+                let key =
+                    p256::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(|_| SignatureError::MalformedKey)?;
+                let sig = p256::ecdsa::DerSignature::try_from(sig).map_err(|_| SignatureError::MalformedSignature)?;
+                let sig =
+                    p256::ecdsa::Signature::from_der(sig.as_bytes()).map_err(|_| SignatureError::MalformedSignature)?;
                 if sig.normalize_s().is_some() {
                     return Err(SignatureError::HighS);
                 }
                 key.verify(msg, &sig).map_err(|_| SignatureError::Invalid)
             }
             PublicKey::Ed25519(bytes) => {
-                let key = ed25519_dalek::VerifyingKey::from_bytes(bytes)
-                    .map_err(|_| SignatureError::MalformedKey)?;
-                let sig = ed25519_dalek::Signature::from_slice(sig)
-                    .map_err(|_| SignatureError::MalformedSignature)?;
-                key.verify_strict(msg, &sig)
-                    .map_err(|_| SignatureError::Invalid)
+                let key = ed25519_dalek::VerifyingKey::from_bytes(bytes).map_err(|_| SignatureError::MalformedKey)?;
+                let sig = ed25519_dalek::Signature::from_slice(sig).map_err(|_| SignatureError::MalformedSignature)?;
+                key.verify_strict(msg, &sig).map_err(|_| SignatureError::Invalid)
             }
         }
     }
@@ -158,9 +142,8 @@ impl PublicKey {
                 Ok(PublicKey::EcdsaP256(bytes.to_vec()))
             }
             KeyType::Ed25519 => {
-                let key: [u8; 32] = bytes
-                    .try_into()
-                    .map_err(|_| PkiError::Key("an Ed25519 public key is 32 bytes".into()))?;
+                let key: [u8; 32] =
+                    bytes.try_into().map_err(|_| PkiError::Key("an Ed25519 public key is 32 bytes".into()))?;
                 ed25519_dalek::VerifyingKey::from_bytes(&key)
                     .map_err(|_| PkiError::Key("not a valid Ed25519 public key".into()))?;
                 Ok(PublicKey::Ed25519(key))
@@ -199,12 +182,7 @@ pub struct SigningKey {
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "SigningKey({}, public {:?})",
-            self.key_type(),
-            self.public_key()
-        )
+        write!(f, "SigningKey({}, public {:?})", self.key_type(), self.public_key())
     }
 }
 
@@ -223,10 +201,7 @@ impl SigningKey {
     pub fn from_pkcs8_pem(pem_text: &str) -> Result<Self, PkiError> {
         let block = pemutil::single_block(pem_text.as_bytes(), "private key")?;
         if block.tag() != "PRIVATE KEY" {
-            return Err(PkiError::Key(format!(
-                "expected a PKCS#8 'PRIVATE KEY' PEM block, found '{}'",
-                block.tag()
-            )));
+            return Err(PkiError::Key(format!("expected a PKCS#8 'PRIVATE KEY' PEM block, found '{}'", block.tag())));
         }
         Self::from_pkcs8_der(block.contents())
     }
@@ -235,18 +210,12 @@ impl SigningKey {
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, PkiError> {
         use p256::pkcs8::DecodePrivateKey as _;
         if let Ok(k) = p256::ecdsa::SigningKey::from_pkcs8_der(der) {
-            return Ok(SigningKey {
-                inner: Inner::Ecdsa(k),
-            });
+            return Ok(SigningKey { inner: Inner::Ecdsa(k) });
         }
         if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_der(der) {
-            return Ok(SigningKey {
-                inner: Inner::Ed25519(k),
-            });
+            return Ok(SigningKey { inner: Inner::Ed25519(k) });
         }
-        Err(PkiError::Key(
-            "not a PKCS#8 ECDSA P-256 or Ed25519 private key".into(),
-        ))
+        Err(PkiError::Key("not a PKCS#8 ECDSA P-256 or Ed25519 private key".into()))
     }
 
     fn to_pkcs8_der(&self) -> Result<Vec<u8>, PkiError> {
@@ -255,11 +224,9 @@ impl SigningKey {
             Inner::Ecdsa(k) => k.to_pkcs8_der(),
             // PKCS#8 v1 without the public key, as OpenSSL and Go write it
             // (OpenSSL 3.0 cannot read the v2 form).
-            Inner::Ed25519(k) => ed25519_dalek::pkcs8::KeypairBytes {
-                secret_key: k.to_bytes(),
-                public_key: None,
+            Inner::Ed25519(k) => {
+                ed25519_dalek::pkcs8::KeypairBytes { secret_key: k.to_bytes(), public_key: None }.to_pkcs8_der()
             }
-            .to_pkcs8_der(),
         }
         .map_err(|e| PkiError::Key(format!("cannot encode as PKCS#8: {e}")))?;
         Ok(doc.as_bytes().to_vec())
@@ -276,9 +243,8 @@ impl SigningKey {
     pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, PkiError> {
         match &self.inner {
             Inner::Ecdsa(k) => {
-                let sig: p256::ecdsa::Signature = k
-                    .try_sign(msg)
-                    .map_err(|e| PkiError::Key(format!("ECDSA signing failed: {e}")))?;
+                let sig: p256::ecdsa::Signature =
+                    k.try_sign(msg).map_err(|e| PkiError::Key(format!("ECDSA signing failed: {e}")))?;
                 let sig = sig.normalize_s().unwrap_or(sig);
                 Ok(sig.to_der().as_bytes().to_vec())
             }
@@ -289,12 +255,7 @@ impl SigningKey {
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
         match &self.inner {
-            Inner::Ecdsa(k) => PublicKey::EcdsaP256(
-                k.verifying_key()
-                    .to_encoded_point(false)
-                    .as_bytes()
-                    .to_vec(),
-            ),
+            Inner::Ecdsa(k) => PublicKey::EcdsaP256(k.verifying_key().to_encoded_point(false).as_bytes().to_vec()),
             Inner::Ed25519(k) => PublicKey::Ed25519(k.verifying_key().to_bytes()),
         }
     }

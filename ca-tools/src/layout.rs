@@ -71,34 +71,15 @@ pub(crate) fn write_verifying_msp(
     tls_ca_pem: &str,
     force: bool,
 ) -> Result<(), PkiError> {
-    files::write_file(
-        &msp.join("cacerts").join(CACERT_FILE),
-        sign_ca_pem.as_bytes(),
-        Secrecy::Public,
-        force,
-    )?;
-    files::write_file(
-        &msp.join("tlscacerts").join(TLSCACERT_FILE),
-        tls_ca_pem.as_bytes(),
-        Secrecy::Public,
-        force,
-    )?;
-    files::write_file(
-        &msp.join("config.yaml"),
-        node_ous_config_yaml().as_bytes(),
-        Secrecy::Public,
-        force,
-    )?;
+    files::write_file(&msp.join("cacerts").join(CACERT_FILE), sign_ca_pem.as_bytes(), Secrecy::Public, force)?;
+    files::write_file(&msp.join("tlscacerts").join(TLSCACERT_FILE), tls_ca_pem.as_bytes(), Secrecy::Public, force)?;
+    files::write_file(&msp.join("config.yaml"), node_ous_config_yaml().as_bytes(), Secrecy::Public, force)?;
     files::ensure_dir(&msp.join("crls"))
 }
 
 /// Write `out/msp/{cacerts,tlscacerts,signcerts,keystore,config.yaml}` and
 /// `out/tls/{ca.crt,server|client.crt,server|client.key}`.
-pub(crate) fn write_identity(
-    out: &Path,
-    f: &IdentityFiles<'_>,
-    force: bool,
-) -> Result<(), PkiError> {
+pub(crate) fn write_identity(out: &Path, f: &IdentityFiles<'_>, force: bool) -> Result<(), PkiError> {
     let msp = out.join("msp");
     // signcerts must hold exactly one certificate: clear older ones on --force.
     let signcerts = msp.join("signcerts");
@@ -112,36 +93,11 @@ pub(crate) fn write_identity(
         }
     }
     write_verifying_msp(&msp, f.sign_ca_pem, f.tls_ca_pem, force)?;
-    files::write_file(
-        &signcert_path,
-        f.signcert_pem.as_bytes(),
-        Secrecy::Public,
-        force,
-    )?;
-    files::write_file(
-        &msp.join("keystore").join(KEY_FILE),
-        f.sign_key_pem.as_bytes(),
-        Secrecy::Secret,
-        force,
-    )?;
+    files::write_file(&signcert_path, f.signcert_pem.as_bytes(), Secrecy::Public, force)?;
+    files::write_file(&msp.join("keystore").join(KEY_FILE), f.sign_key_pem.as_bytes(), Secrecy::Secret, force)?;
     let tls = out.join("tls");
     let stem = tls_stem(f.role);
-    files::write_file(
-        &tls.join("ca.crt"),
-        f.tls_ca_pem.as_bytes(),
-        Secrecy::Public,
-        force,
-    )?;
-    files::write_file(
-        &tls.join(format!("{stem}.crt")),
-        f.tls_cert_pem.as_bytes(),
-        Secrecy::Public,
-        force,
-    )?;
-    files::write_file(
-        &tls.join(format!("{stem}.key")),
-        f.tls_key_pem.as_bytes(),
-        Secrecy::Secret,
-        force,
-    )
+    files::write_file(&tls.join("ca.crt"), f.tls_ca_pem.as_bytes(), Secrecy::Public, force)?;
+    files::write_file(&tls.join(format!("{stem}.crt")), f.tls_cert_pem.as_bytes(), Secrecy::Public, force)?;
+    files::write_file(&tls.join(format!("{stem}.key")), f.tls_key_pem.as_bytes(), Secrecy::Secret, force)
 }

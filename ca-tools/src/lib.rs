@@ -6,6 +6,9 @@
 //! subject OU (`orderer`, `peer`, `client`, `admin`, `auditor`), as Fabric's
 //! NodeOUs do.
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 pub mod ca;
 pub mod certinfo;
 pub mod error;

@@ -24,17 +24,11 @@ pub struct Msp {
 }
 
 fn layout_err(dir: &Path, reason: impl Into<String>) -> PkiError {
-    PkiError::Layout {
-        dir: dir.to_path_buf(),
-        reason: reason.into(),
-    }
+    PkiError::Layout { dir: dir.to_path_buf(), reason: reason.into() }
 }
 
 fn read_texts(dir: &Path) -> Result<Vec<String>, PkiError> {
-    files::files_in(dir)?
-        .iter()
-        .map(|p| files::read_text(p))
-        .collect()
+    files::files_in(dir)?.iter().map(|p| files::read_text(p)).collect()
 }
 
 fn exactly_one(dir: &Path, what: &str) -> Result<String, PkiError> {
@@ -42,25 +36,15 @@ fn exactly_one(dir: &Path, what: &str) -> Result<String, PkiError> {
     match all.len() {
         1 => files::read_text(&all.remove(0)),
         0 => Err(layout_err(dir, format!("no {what} file found"))),
-        n => Err(layout_err(
-            dir,
-            format!("{n} files found, expected exactly one {what}"),
-        )),
+        n => Err(layout_err(dir, format!("{n} files found, expected exactly one {what}"))),
     }
 }
 
 /// Fail unless `key` is the private key of the certificate `cert_pem`.
-pub(crate) fn check_key_matches(
-    cert_pem: &str,
-    key: &SigningKey,
-    dir: &Path,
-) -> Result<(), PkiError> {
+pub(crate) fn check_key_matches(cert_pem: &str, key: &SigningKey, dir: &Path) -> Result<(), PkiError> {
     let cert_key = PublicKey::from_cert(cert_pem.as_bytes())?;
     if cert_key != key.public_key() {
-        return Err(layout_err(
-            dir,
-            "the private key does not match the certificate's public key",
-        ));
+        return Err(layout_err(dir, "the private key does not match the certificate's public key"));
     }
     Ok(())
 }
@@ -91,13 +75,7 @@ impl Msp {
         if cacerts_pem.is_empty() {
             return Err(layout_err(msp_dir, "cacerts/ is empty or missing"));
         }
-        Ok(Msp {
-            msp_id,
-            signcert_pem,
-            key,
-            cacerts_pem,
-            tlscacerts_pem: read_texts(&msp_dir.join("tlscacerts"))?,
-        })
+        Ok(Msp { msp_id, signcert_pem, key, cacerts_pem, tlscacerts_pem: read_texts(&msp_dir.join("tlscacerts"))? })
     }
 }
 
@@ -121,19 +99,12 @@ impl TlsIdentity {
         } else if tls_dir.join("client.crt").exists() {
             "client"
         } else {
-            return Err(layout_err(
-                tls_dir,
-                "neither server.crt nor client.crt found (is this a tls/ directory?)",
-            ));
+            return Err(layout_err(tls_dir, "neither server.crt nor client.crt found (is this a tls/ directory?)"));
         };
         let cert_chain_pem = files::read_text(&tls_dir.join(format!("{stem}.crt")))?;
         let key_pem = files::read_text(&tls_dir.join(format!("{stem}.key")))?;
         let key = SigningKey::from_pkcs8_pem(&key_pem)?;
         check_key_matches(&cert_chain_pem, &key, tls_dir)?;
-        Ok(TlsIdentity {
-            cert_chain_pem,
-            key_pem,
-            ca_pem: files::read_text(&tls_dir.join("ca.crt"))?,
-        })
+        Ok(TlsIdentity { cert_chain_pem, key_pem, ca_pem: files::read_text(&tls_dir.join("ca.crt"))? })
     }
 }

@@ -93,8 +93,8 @@ impl NetworkConfig {
                 limit: CONFIG_BYTES_MAX as u64,
             });
         }
-        let cfg: NetworkConfig = serde_norway::from_str(text)
-            .map_err(|e| PkiError::Config(format!("network YAML: {e}")))?;
+        let cfg: NetworkConfig =
+            serde_norway::from_str(text).map_err(|e| PkiError::Config(format!("network YAML: {e}")))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -111,10 +111,7 @@ impl NetworkConfig {
     /// Check names, uniqueness and limits.
     pub fn validate(&self) -> Result<(), PkiError> {
         if self.orgs.is_empty() || self.orgs.len() > ORGS_MAX {
-            return Err(PkiError::Config(format!(
-                "a network needs 1..={ORGS_MAX} orgs, found {}",
-                self.orgs.len()
-            )));
+            return Err(PkiError::Config(format!("a network needs 1..={ORGS_MAX} orgs, found {}", self.orgs.len())));
         }
         let mut org_names = HashSet::new();
         let mut msp_ids = HashSet::new();
@@ -122,16 +119,10 @@ impl NetworkConfig {
             check_name("org", &org.name)?;
             check_name("MSP id", &org.msp_id)?;
             if !org_names.insert(org.name.to_ascii_lowercase()) {
-                return Err(PkiError::Config(format!(
-                    "org '{}' appears twice",
-                    org.name
-                )));
+                return Err(PkiError::Config(format!("org '{}' appears twice", org.name)));
             }
             if !msp_ids.insert(org.msp_id.clone()) {
-                return Err(PkiError::Config(format!(
-                    "MSP id '{}' appears twice",
-                    org.msp_id
-                )));
+                return Err(PkiError::Config(format!("MSP id '{}' appears twice", org.msp_id)));
             }
             let identities = org.identities();
             if identities.len() > IDENTITIES_PER_ORG_MAX {
@@ -177,10 +168,7 @@ impl OrgSpec {
             (Role::Client, &self.clients),
             (Role::Auditor, &self.auditors),
         ];
-        groups
-            .into_iter()
-            .flat_map(|(role, list)| list.iter().map(move |s| (role, s)))
-            .collect()
+        groups.into_iter().flat_map(|(role, list)| list.iter().map(move |s| (role, s))).collect()
     }
 }
 
@@ -241,12 +229,7 @@ impl NetworkSummary {
     pub fn orderers(&self) -> Vec<(&str, &IdentitySummary)> {
         self.orgs
             .iter()
-            .flat_map(|o| {
-                o.identities
-                    .iter()
-                    .filter(|i| i.role == Role::Orderer)
-                    .map(move |i| (o.msp_id.as_str(), i))
-            })
+            .flat_map(|o| o.identities.iter().filter(|i| i.role == Role::Orderer).map(move |i| (o.msp_id.as_str(), i)))
             .collect()
     }
 }
@@ -254,11 +237,7 @@ impl NetworkSummary {
 /// Generate every CA and identity of `cfg` under `out`: `out/<org>/ca/`,
 /// `out/<org>/orderers/<name>/`, `out/<org>/peers/<name>/`,
 /// `out/<org>/users/<name>/`. Refuses to overwrite unless `force`.
-pub fn generate_network(
-    cfg: &NetworkConfig,
-    out: &Path,
-    force: bool,
-) -> Result<NetworkSummary, PkiError> {
+pub fn generate_network(cfg: &NetworkConfig, out: &Path, force: bool) -> Result<NetworkSummary, PkiError> {
     cfg.validate()?;
     if !force {
         for org in &cfg.orgs {

@@ -20,32 +20,19 @@ fn check_size(input: &[u8], what: &str) -> Result<(), PkiError> {
 
 /// Whether the input looks like PEM text (rather than DER).
 pub fn looks_like_pem(input: &[u8]) -> bool {
-    let trimmed = input
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .map(|i| &input[i..])
-        .unwrap_or(&[]);
+    let trimmed = input.iter().position(|b| !b.is_ascii_whitespace()).map(|i| &input[i..]).unwrap_or(&[]);
     trimmed.starts_with(b"-----BEGIN")
 }
 
 /// Every PEM block of the input (at most [`PEM_BLOCKS_MAX`]).
 pub fn blocks(input: &[u8], what: &str) -> Result<Vec<pem::Pem>, PkiError> {
     check_size(input, what)?;
-    let parsed = pem::parse_many(input).map_err(|e| PkiError::Pem {
-        what: what.to_string(),
-        reason: e.to_string(),
-    })?;
+    let parsed = pem::parse_many(input).map_err(|e| PkiError::Pem { what: what.to_string(), reason: e.to_string() })?;
     if parsed.is_empty() {
-        return Err(PkiError::Pem {
-            what: what.to_string(),
-            reason: "no PEM block found".into(),
-        });
+        return Err(PkiError::Pem { what: what.to_string(), reason: "no PEM block found".into() });
     }
     if parsed.len() > PEM_BLOCKS_MAX {
-        return Err(PkiError::Pem {
-            what: what.to_string(),
-            reason: format!("more than {PEM_BLOCKS_MAX} PEM blocks"),
-        });
+        return Err(PkiError::Pem { what: what.to_string(), reason: format!("more than {PEM_BLOCKS_MAX} PEM blocks") });
     }
     Ok(parsed)
 }
@@ -68,16 +55,10 @@ pub fn ders_with_tag(input: &[u8], tag: &str, what: &str) -> Result<Vec<Vec<u8>>
     if !looks_like_pem(input) {
         return Ok(vec![input.to_vec()]);
     }
-    let found: Vec<Vec<u8>> = blocks(input, what)?
-        .into_iter()
-        .filter(|b| b.tag() == tag)
-        .map(|b| b.into_contents())
-        .collect();
+    let found: Vec<Vec<u8>> =
+        blocks(input, what)?.into_iter().filter(|b| b.tag() == tag).map(|b| b.into_contents()).collect();
     if found.is_empty() {
-        return Err(PkiError::Pem {
-            what: what.to_string(),
-            reason: format!("no '{tag}' PEM block"),
-        });
+        return Err(PkiError::Pem { what: what.to_string(), reason: format!("no '{tag}' PEM block") });
     }
     Ok(found)
 }

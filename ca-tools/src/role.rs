@@ -23,13 +23,7 @@ pub enum Role {
 
 impl Role {
     /// Every role, in a fixed order.
-    pub const ALL: [Role; 5] = [
-        Role::Orderer,
-        Role::Peer,
-        Role::Client,
-        Role::Admin,
-        Role::Auditor,
-    ];
+    pub const ALL: [Role; 5] = [Role::Orderer, Role::Peer, Role::Client, Role::Admin, Role::Auditor];
 
     /// The OU string for this role.
     pub fn as_str(self) -> &'static str {
@@ -66,10 +60,7 @@ impl FromStr for Role {
     type Err = UnknownRole;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| UnknownRole(s.to_string()))
+        Role::ALL.into_iter().find(|r| r.as_str().eq_ignore_ascii_case(s)).ok_or_else(|| UnknownRole(s.to_string()))
     }
 }
 
@@ -89,8 +80,6 @@ mod tests {
     #[test]
     fn unknown_role_names_the_choices() {
         let err = "member".parse::<Role>().unwrap_err();
-        assert!(err
-            .to_string()
-            .contains("orderer, peer, client, admin, auditor"));
+        assert!(err.to_string().contains("orderer, peer, client, admin, auditor"));
     }
 }

@@ -3,9 +3,7 @@
 use std::sync::Arc;
 
 use rustls::server::WebPkiClientVerifier;
-use rustls_pki_types::{
-    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer,
-};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::error::PkiError;
 use crate::msp::TlsIdentity;
@@ -19,9 +17,7 @@ fn root_store(pems: &[String], what: &str) -> Result<rustls::RootCertStore, PkiE
     let mut store = rustls::RootCertStore::empty();
     for pem_text in pems {
         for der in pemutil::ders_with_tag(pem_text.as_bytes(), "CERTIFICATE", what)? {
-            store
-                .add(CertificateDer::from(der))
-                .map_err(|e| PkiError::Tls(format!("{what}: {e}")))?;
+            store.add(CertificateDer::from(der)).map_err(|e| PkiError::Tls(format!("{what}: {e}")))?;
         }
     }
     if store.is_empty() {
@@ -30,23 +26,14 @@ fn root_store(pems: &[String], what: &str) -> Result<rustls::RootCertStore, PkiE
     Ok(store)
 }
 
-fn chain_and_key(
-    id: &TlsIdentity,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PkiError> {
-    let chain = pemutil::ders_with_tag(
-        id.cert_chain_pem.as_bytes(),
-        "CERTIFICATE",
-        "TLS certificate",
-    )?
-    .into_iter()
-    .map(CertificateDer::from)
-    .collect();
+fn chain_and_key(id: &TlsIdentity) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PkiError> {
+    let chain = pemutil::ders_with_tag(id.cert_chain_pem.as_bytes(), "CERTIFICATE", "TLS certificate")?
+        .into_iter()
+        .map(CertificateDer::from)
+        .collect();
     let key_block = pemutil::single_block(id.key_pem.as_bytes(), "TLS private key")?;
     if key_block.tag() != "PRIVATE KEY" {
-        return Err(PkiError::Key(format!(
-            "TLS key must be PKCS#8 'PRIVATE KEY', found '{}'",
-            key_block.tag()
-        )));
+        return Err(PkiError::Key(format!("TLS key must be PKCS#8 'PRIVATE KEY', found '{}'", key_block.tag())));
     }
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_block.into_contents()));
     Ok((chain, key))
@@ -83,10 +70,7 @@ pub fn server_config(
 
 /// A client config that trusts servers chaining to `server_roots_pem` and
 /// presents `id` as its client certificate.
-pub fn client_config(
-    id: &TlsIdentity,
-    server_roots_pem: &[String],
-) -> Result<rustls::ClientConfig, PkiError> {
+pub fn client_config(id: &TlsIdentity, server_roots_pem: &[String]) -> Result<rustls::ClientConfig, PkiError> {
     let roots = root_store(server_roots_pem, "server CA root")?;
     let (chain, key) = chain_and_key(id)?;
     rustls::ClientConfig::builder_with_provider(provider())

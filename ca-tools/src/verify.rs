@@ -40,21 +40,15 @@ fn ca_ders(pems: &[String], what: &str) -> Result<Vec<Vec<u8>>, PkiError> {
     let mut out = Vec::new();
     for pem_text in pems {
         for der in pemutil::ders_with_tag(pem_text.as_bytes(), "CERTIFICATE", what)? {
-            let x509 =
-                parse_cert(&der).map_err(|e| PkiError::Certificate(format!("{what}: {e}")))?;
+            let x509 = parse_cert(&der).map_err(|e| PkiError::Certificate(format!("{what}: {e}")))?;
             if !x509.is_ca() {
-                return Err(PkiError::Certificate(format!(
-                    "{what} '{}' is not a CA certificate",
-                    x509.subject()
-                )));
+                return Err(PkiError::Certificate(format!("{what} '{}' is not a CA certificate", x509.subject())));
             }
             out.push(der);
         }
     }
     if out.len() > TRUST_ITEMS_MAX {
-        return Err(PkiError::Certificate(format!(
-            "more than {TRUST_ITEMS_MAX} {what}s"
-        )));
+        return Err(PkiError::Certificate(format!("more than {TRUST_ITEMS_MAX} {what}s")));
     }
     Ok(out)
 }
@@ -80,28 +74,17 @@ impl OrgTrust {
         let roots_der = ca_ders(root_pems, "CA root")?;
         let tls_roots_der = ca_ders(tls_root_pems, "TLS CA root")?;
         if roots_der.is_empty() {
-            return Err(PkiError::Certificate(format!(
-                "MSP '{msp_id}' has no CA root certificate"
-            )));
+            return Err(PkiError::Certificate(format!("MSP '{msp_id}' has no CA root certificate")));
         }
         let mut crls_der = Vec::new();
         for pem_text in crl_pems {
-            crls_der.extend(pemutil::ders_with_tag(
-                pem_text.as_bytes(),
-                "X509 CRL",
-                "CRL",
-            )?);
+            crls_der.extend(pemutil::ders_with_tag(pem_text.as_bytes(), "X509 CRL", "CRL")?);
         }
         if crls_der.len() > TRUST_ITEMS_MAX {
             return Err(PkiError::Crl(format!("more than {TRUST_ITEMS_MAX} CRLs")));
         }
-        let mut trust = OrgTrust {
-            msp_id: msp_id.to_string(),
-            roots_der,
-            tls_roots_der,
-            crls_der: Vec::new(),
-            crls: Vec::new(),
-        };
+        let mut trust =
+            OrgTrust { msp_id: msp_id.to_string(), roots_der, tls_roots_der, crls_der: Vec::new(), crls: Vec::new() };
         for der in crls_der {
             let crl = trust.parse_crl(&der)?;
             trust.crls.push(crl);
@@ -113,10 +96,7 @@ impl OrgTrust {
     /// Trust from an MSP directory: `cacerts/`, `tlscacerts/` and `crls/`.
     pub fn from_msp_dir(msp_id: &str, msp_dir: &Path) -> Result<Self, PkiError> {
         let read_all = |sub: &str| -> Result<Vec<String>, PkiError> {
-            files::files_in(&msp_dir.join(sub))?
-                .iter()
-                .map(|p| files::read_text(p))
-                .collect()
+            files::files_in(&msp_dir.join(sub))?.iter().map(|p| files::read_text(p)).collect()
         };
         let roots = read_all("cacerts")?;
         if roots.is_empty() {
@@ -129,8 +109,7 @@ impl OrgTrust {
     }
 
     fn parse_crl(&self, der: &[u8]) -> Result<Crl, PkiError> {
-        let (_, crl) = x509_parser::parse_x509_crl(der)
-            .map_err(|e| PkiError::Crl(format!("cannot parse: {e}")))?;
+        let (_, crl) = x509_parser::parse_x509_crl(der).map_err(|e| PkiError::Crl(format!("cannot parse: {e}")))?;
         let issuer_raw = crl.issuer().as_raw().to_vec();
         let signed = self
             .roots_der
@@ -138,8 +117,7 @@ impl OrgTrust {
             .chain(self.tls_roots_der.iter())
             .filter_map(|r| parse_cert(r).ok().map(|c| (c, r)))
             .any(|(root, _)| {
-                root.subject().as_raw() == issuer_raw.as_slice()
-                    && crl.verify_signature(root.public_key()).is_ok()
+                root.subject().as_raw() == issuer_raw.as_slice() && crl.verify_signature(root.public_key()).is_ok()
             });
         if !signed {
             return Err(PkiError::Crl(format!(
@@ -151,48 +129,31 @@ impl OrgTrust {
         let mut serials = HashSet::new();
         for revoked in crl.iter_revoked_certificates() {
             if serials.len() >= CRL_ENTRIES_MAX {
-                return Err(PkiError::Crl(format!(
-                    "more than {CRL_ENTRIES_MAX} revoked certificates"
-                )));
+                return Err(PkiError::Crl(format!("more than {CRL_ENTRIES_MAX} revoked certificates")));
             }
             serials.insert(serial_key(&revoked.serial().to_bytes_be()));
         }
-        Ok(Crl {
-            issuer: crl.issuer().to_string(),
-            issuer_raw,
-            serials,
-        })
+        Ok(Crl { issuer: crl.issuer().to_string(), issuer_raw, serials })
     }
 
     /// The signing CA roots, PEM.
     pub fn root_pems(&self) -> Vec<String> {
-        self.roots_der
-            .iter()
-            .map(|d| pemutil::cert_pem(d))
-            .collect()
+        self.roots_der.iter().map(|d| pemutil::cert_pem(d)).collect()
     }
 
     /// The TLS CA roots, PEM.
     pub fn tls_root_pems(&self) -> Vec<String> {
-        self.tls_roots_der
-            .iter()
-            .map(|d| pemutil::cert_pem(d))
-            .collect()
+        self.tls_roots_der.iter().map(|d| pemutil::cert_pem(d)).collect()
     }
 
     /// The CRLs, PEM.
     pub fn crl_pems(&self) -> Vec<String> {
-        self.crls_der
-            .iter()
-            .map(|d| pem::encode(&pem::Pem::new("X509 CRL", d.clone())))
-            .collect()
+        self.crls_der.iter().map(|d| pem::encode(&pem::Pem::new("X509 CRL", d.clone()))).collect()
     }
 
     fn revoked(&self, cert: &X509Certificate<'_>) -> Option<&Crl> {
         let serial = serial_key(&cert.serial.to_bytes_be());
-        self.crls
-            .iter()
-            .find(|c| c.issuer_raw == cert.issuer().as_raw() && c.serials.contains(&serial))
+        self.crls.iter().find(|c| c.issuer_raw == cert.issuer().as_raw() && c.serials.contains(&serial))
     }
 }
 
@@ -241,22 +202,16 @@ fn check_signing_usage(x509: &X509Certificate<'_>) -> Result<(), VerifyError> {
     }
     match x509.key_usage() {
         Ok(Some(ku)) if ku.value.digital_signature() => Ok(()),
-        Ok(Some(_)) => Err(VerifyError::WrongKeyUsage {
-            reason: "key usage lacks digitalSignature".into(),
-        }),
-        Ok(None) => Err(VerifyError::WrongKeyUsage {
-            reason: "no key usage extension (digitalSignature required)".into(),
-        }),
+        Ok(Some(_)) => Err(VerifyError::WrongKeyUsage { reason: "key usage lacks digitalSignature".into() }),
+        Ok(None) => {
+            Err(VerifyError::WrongKeyUsage { reason: "no key usage extension (digitalSignature required)".into() })
+        }
         Err(e) => Err(VerifyError::Malformed(format!("key usage extension: {e}"))),
     }
 }
 
 fn allowed_list(allowed: &[Role]) -> String {
-    allowed
-        .iter()
-        .map(|r| r.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    allowed.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// Verify a (PEM or DER) certificate at unix time `at_unix` against several
@@ -330,9 +285,7 @@ fn verify_against(
     }
     let Some((org, root)) = found else {
         return Err(if candidates == 0 {
-            VerifyError::UnknownIssuer {
-                issuer: x509.issuer().to_string(),
-            }
+            VerifyError::UnknownIssuer { issuer: x509.issuer().to_string() }
         } else {
             VerifyError::BadSignature
         });
@@ -359,14 +312,8 @@ fn verify_against(
         Some(r) if allowed.is_empty() || allowed.contains(&r) => r,
         other => {
             return Err(VerifyError::WrongRole {
-                found: other
-                    .map(|r| r.to_string())
-                    .unwrap_or_else(|| "none".into()),
-                allowed: if allowed.is_empty() {
-                    "any role".into()
-                } else {
-                    allowed_list(allowed)
-                },
+                found: other.map(|r| r.to_string()).unwrap_or_else(|| "none".into()),
+                allowed: if allowed.is_empty() { "any role".into() } else { allowed_list(allowed) },
             })
         }
     };

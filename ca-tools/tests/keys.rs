@@ -11,14 +11,8 @@ fn signature_verifies_with_the_public_key_and_nothing_else() {
         let other = SigningKey::generate(kt).unwrap();
         let sig = key.sign(b"block header").unwrap();
         key.public_key().verify(b"block header", &sig).unwrap();
-        assert_eq!(
-            key.public_key().verify(b"block headeR", &sig),
-            Err(SignatureError::Invalid)
-        );
-        assert_eq!(
-            other.public_key().verify(b"block header", &sig),
-            Err(SignatureError::Invalid)
-        );
+        assert_eq!(key.public_key().verify(b"block headeR", &sig), Err(SignatureError::Invalid));
+        assert_eq!(other.public_key().verify(b"block header", &sig), Err(SignatureError::Invalid));
     }
 }
 
@@ -58,10 +52,7 @@ fn ecdsa_signatures_are_der_and_low_s_and_high_s_is_refused() {
         let (r, s) = sig.split_scalars();
         let high = p256::ecdsa::Signature::from_scalars(r.to_bytes(), (-*s).to_bytes()).unwrap();
         let high_der = high.to_der();
-        assert_eq!(
-            key.public_key().verify(&msg, high_der.as_bytes()),
-            Err(SignatureError::HighS)
-        );
+        assert_eq!(key.public_key().verify(&msg, high_der.as_bytes()), Err(SignatureError::HighS));
     }
 }
 
@@ -70,23 +61,15 @@ fn ed25519_signature_is_64_raw_bytes_and_other_lengths_are_malformed() {
     let key = SigningKey::generate(KeyType::Ed25519).unwrap();
     let sig = key.sign(b"x").unwrap();
     assert_eq!(sig.len(), 64);
-    assert_eq!(
-        key.public_key().verify(b"x", &sig[..63]),
-        Err(SignatureError::MalformedSignature)
-    );
+    assert_eq!(key.public_key().verify(b"x", &sig[..63]), Err(SignatureError::MalformedSignature));
     let ecdsa = SigningKey::generate(KeyType::EcdsaP256).unwrap();
-    assert_eq!(
-        ecdsa.public_key().verify(b"x", &sig),
-        Err(SignatureError::MalformedSignature)
-    );
+    assert_eq!(ecdsa.public_key().verify(b"x", &sig), Err(SignatureError::MalformedSignature));
 }
 
 #[test]
 fn non_pkcs8_input_is_a_clear_key_error() {
-    let err = SigningKey::from_pkcs8_pem(
-        "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
-    )
-    .unwrap_err();
+    let err =
+        SigningKey::from_pkcs8_pem("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n").unwrap_err();
     assert!(err.to_string().contains("PKCS#8"), "{err}");
     assert!(SigningKey::from_pkcs8_pem("hello").is_err());
 }
@@ -95,20 +78,10 @@ fn non_pkcs8_input_is_a_clear_key_error() {
 fn debug_output_does_not_show_the_private_key() {
     let key = SigningKey::generate(KeyType::Ed25519).unwrap();
     let pem = key.to_pkcs8_pem().unwrap();
-    let der = ca_tools::pemutil::single_block(pem.as_bytes(), "k")
-        .unwrap()
-        .into_contents();
+    let der = ca_tools::pemutil::single_block(pem.as_bytes(), "k").unwrap().into_contents();
     // PKCS#8 Ed25519: ... OCTET STRING { OCTET STRING (32-byte seed) } ...
-    let at = der
-        .windows(4)
-        .position(|w| w == [0x04, 0x22, 0x04, 0x20])
-        .unwrap()
-        + 4;
+    let at = der.windows(4).position(|w| w == [0x04, 0x22, 0x04, 0x20]).unwrap() + 4;
     let secret_hex = hex::encode(&der[at..at + 32]);
-    assert!(!key
-        .public_key()
-        .to_bytes()
-        .windows(32)
-        .any(|w| hex::encode(w) == secret_hex));
+    assert!(!key.public_key().to_bytes().windows(32).any(|w| hex::encode(w) == secret_hex));
     assert!(!format!("{key:?}").contains(&secret_hex));
 }

@@ -38,10 +38,7 @@ async fn exchange(
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     let client_result = async {
-        let mut tls = connector
-            .connect(name, tcp)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut tls = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
         tls.write_all(b"ping").await.map_err(|e| e.to_string())?;
         let mut buf = [0u8; 4];
         tls.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
@@ -71,12 +68,7 @@ fn net(key_type: KeyType) -> Net {
     let o = issue(&mut ca, Role::Orderer, "orderer0", &dir.path().join("o0"));
     let server = TlsIdentity::load(&o.tls_dir).unwrap();
     let d = dir.path().to_path_buf();
-    Net {
-        _dir: dir,
-        ca,
-        server,
-        dir: d,
-    }
+    Net { _dir: dir, ca, server, dir: d }
 }
 
 #[tokio::test]
@@ -86,9 +78,7 @@ async fn issued_client_and_orderer_complete_mutual_tls_for_both_key_types() {
         let c = issue(&mut n.ca, Role::Client, "client0", &n.dir.join("c0"));
         let client = TlsIdentity::load(&c.tls_dir).unwrap();
         let roots = vec![n.ca.tls_ca_pem().to_string()];
-        exchange(&n.server, roots.clone(), vec![], &client, roots)
-            .await
-            .unwrap();
+        exchange(&n.server, roots.clone(), vec![], &client, roots).await.unwrap();
     }
 }
 
@@ -98,62 +88,30 @@ async fn orderer_tls_certificate_also_works_as_a_client_certificate() {
     let o1 = issue(&mut n.ca, Role::Orderer, "orderer1", &n.dir.join("o1"));
     let client = TlsIdentity::load(&o1.tls_dir).unwrap();
     let roots = vec![n.ca.tls_ca_pem().to_string()];
-    exchange(&n.server, roots.clone(), vec![], &client, roots)
-        .await
-        .unwrap();
+    exchange(&n.server, roots.clone(), vec![], &client, roots).await.unwrap();
 }
 
 #[tokio::test]
 async fn client_from_a_foreign_ca_is_refused() {
     let n = net(KeyType::EcdsaP256);
     let other = tempfile::tempdir().unwrap();
-    let mut foreign_ca = new_ca(
-        &other.path().join("ca"),
-        "Evil",
-        "EvilMSP",
-        KeyType::EcdsaP256,
-    );
-    let c = issue(
-        &mut foreign_ca,
-        Role::Client,
-        "mallory",
-        &other.path().join("c"),
-    );
+    let mut foreign_ca = new_ca(&other.path().join("ca"), "Evil", "EvilMSP", KeyType::EcdsaP256);
+    let c = issue(&mut foreign_ca, Role::Client, "mallory", &other.path().join("c"));
     let client = TlsIdentity::load(&c.tls_dir).unwrap();
-    let err = exchange(
-        &n.server,
-        vec![n.ca.tls_ca_pem().into()],
-        vec![],
-        &client,
-        vec![n.ca.tls_ca_pem().into()],
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        err.to_lowercase().contains("unknown") || err.contains("issuer") || err.contains("alert"),
-        "{err}"
-    );
+    let err = exchange(&n.server, vec![n.ca.tls_ca_pem().into()], vec![], &client, vec![n.ca.tls_ca_pem().into()])
+        .await
+        .unwrap_err();
+    assert!(err.to_lowercase().contains("unknown") || err.contains("issuer") || err.contains("alert"), "{err}");
 }
 
 #[tokio::test]
 async fn expired_client_is_refused() {
     let mut n = net(KeyType::Ed25519);
-    let c = issue_with(
-        &mut n.ca,
-        Role::Client,
-        "old",
-        expired_window(),
-        &n.dir.join("old"),
-    );
+    let c = issue_with(&mut n.ca, Role::Client, "old", expired_window(), &n.dir.join("old"));
     let client = TlsIdentity::load(&c.tls_dir).unwrap();
     let roots = vec![n.ca.tls_ca_pem().to_string()];
-    let err = exchange(&n.server, roots.clone(), vec![], &client, roots)
-        .await
-        .unwrap_err();
-    assert!(
-        err.contains("server: Err(\"invalid peer certificate: certificate expired"),
-        "{err}"
-    );
+    let err = exchange(&n.server, roots.clone(), vec![], &client, roots).await.unwrap_err();
+    assert!(err.contains("server: Err(\"invalid peer certificate: certificate expired"), "{err}");
 }
 
 #[tokio::test]
@@ -165,21 +123,8 @@ async fn revoked_client_is_refused_and_others_still_connect() {
     let crl = n.ca.crl_pem(Authority::Tls, 7).unwrap();
     let roots = vec![n.ca.tls_ca_pem().to_string()];
     let bad_id = TlsIdentity::load(&bad.tls_dir).unwrap();
-    let err = exchange(
-        &n.server,
-        roots.clone(),
-        vec![crl.clone()],
-        &bad_id,
-        roots.clone(),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        err.contains("server: Err(\"invalid peer certificate: Revoked"),
-        "{err}"
-    );
+    let err = exchange(&n.server, roots.clone(), vec![crl.clone()], &bad_id, roots.clone()).await.unwrap_err();
+    assert!(err.contains("server: Err(\"invalid peer certificate: Revoked"), "{err}");
     let good_id = TlsIdentity::load(&good.tls_dir).unwrap();
-    exchange(&n.server, roots.clone(), vec![crl], &good_id, roots)
-        .await
-        .unwrap();
+    exchange(&n.server, roots.clone(), vec![crl], &good_id, roots).await.unwrap();
 }

@@ -10,10 +10,7 @@ use ca_tools::{KeyType, PublicKey, Role, SignatureError, SigningKey};
 use common::*;
 
 fn have_openssl() -> bool {
-    let found = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let found = Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success());
     if !found {
         eprintln!("openssl not found: skipping the OpenSSL cross-check");
     }
@@ -21,16 +18,8 @@ fn have_openssl() -> bool {
 }
 
 fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("openssl").current_dir(dir).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
 
@@ -52,29 +41,12 @@ fn openssl_accepts_issued_certificates_for_their_purpose_and_refuses_others() {
             ("sslclient", "u1/tls/client.crt", true),
             ("sslserver", "u1/tls/client.crt", false),
         ] {
-            let (ok, text) = openssl(
-                d,
-                &[
-                    "verify",
-                    "-x509_strict",
-                    "-CAfile",
-                    tls_ca,
-                    "-purpose",
-                    purpose,
-                    cert,
-                ],
-            );
+            let (ok, text) = openssl(d, &["verify", "-x509_strict", "-CAfile", tls_ca, "-purpose", purpose, cert]);
             assert_eq!(ok, accepted, "{kt} {purpose} {cert}: {text}");
         }
         let (ok, text) = openssl(
             d,
-            &[
-                "verify",
-                "-x509_strict",
-                "-CAfile",
-                "ca/ca/ca-cert.pem",
-                "o0/msp/signcerts/orderer0-cert.pem",
-            ],
+            &["verify", "-x509_strict", "-CAfile", "ca/ca/ca-cert.pem", "o0/msp/signcerts/orderer0-cert.pem"],
         );
         assert!(ok, "{kt}: {text}");
     }
@@ -95,54 +67,23 @@ fn openssl_verifies_our_signatures() {
         assert!(ok, "{text}");
         fs::write(d.join("sig"), key.sign(b"a block header to sign").unwrap()).unwrap();
         let (ok, text) = match kt {
-            KeyType::EcdsaP256 => openssl(
-                d,
-                &[
-                    "dgst",
-                    "-sha256",
-                    "-verify",
-                    "pub.pem",
-                    "-signature",
-                    "sig",
-                    "msg",
-                ],
-            ),
+            KeyType::EcdsaP256 => openssl(d, &["dgst", "-sha256", "-verify", "pub.pem", "-signature", "sig", "msg"]),
             KeyType::Ed25519 => openssl(
                 d,
-                &[
-                    "pkeyutl", "-verify", "-pubin", "-inkey", "pub.pem", "-rawin", "-in", "msg",
-                    "-sigfile", "sig",
-                ],
+                &["pkeyutl", "-verify", "-pubin", "-inkey", "pub.pem", "-rawin", "-in", "msg", "-sigfile", "sig"],
             ),
         };
         assert!(ok, "{kt}: {text}");
         // Negative control: a different message is refused.
         fs::write(d.join("other"), b"another header").unwrap();
         let (ok, _) = match kt {
-            KeyType::EcdsaP256 => openssl(
-                d,
-                &[
-                    "dgst",
-                    "-sha256",
-                    "-verify",
-                    "pub.pem",
-                    "-signature",
-                    "sig",
-                    "other",
-                ],
-            ),
+            KeyType::EcdsaP256 => openssl(d, &["dgst", "-sha256", "-verify", "pub.pem", "-signature", "sig", "other"]),
             KeyType::Ed25519 => openssl(
                 d,
-                &[
-                    "pkeyutl", "-verify", "-pubin", "-inkey", "pub.pem", "-rawin", "-in", "other",
-                    "-sigfile", "sig",
-                ],
+                &["pkeyutl", "-verify", "-pubin", "-inkey", "pub.pem", "-rawin", "-in", "other", "-sigfile", "sig"],
             ),
         };
-        assert!(
-            !ok,
-            "{kt}: openssl accepted a signature over another message"
-        );
+        assert!(!ok, "{kt}: openssl accepted a signature over another message");
     }
 }
 
@@ -155,10 +96,7 @@ fn openssl_keys_load_and_openssl_signatures_verify() {
     let d = t.path();
     fs::write(d.join("msg"), b"envelope bytes").unwrap();
     for (kt, alg) in [
-        (
-            KeyType::EcdsaP256,
-            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"][..],
-        ),
+        (KeyType::EcdsaP256, &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"][..]),
         (KeyType::Ed25519, &["-algorithm", "ed25519"][..]),
     ] {
         let mut args = vec!["genpkey"];
@@ -183,22 +121,15 @@ fn openssl_keys_load_and_openssl_signatures_verify() {
             ],
         );
         assert!(ok, "{text}");
-        let key =
-            SigningKey::from_pkcs8_pem(&fs::read_to_string(d.join("k.pem")).unwrap()).unwrap();
+        let key = SigningKey::from_pkcs8_pem(&fs::read_to_string(d.join("k.pem")).unwrap()).unwrap();
         let public = PublicKey::from_cert(&fs::read(d.join("c.pem")).unwrap()).unwrap();
         assert_eq!(key.key_type(), kt);
         assert_eq!(key.public_key(), public);
         let (ok, text) = match kt {
-            KeyType::EcdsaP256 => openssl(
-                d,
-                &["dgst", "-sha256", "-sign", "k.pem", "-out", "sig", "msg"],
-            ),
-            KeyType::Ed25519 => openssl(
-                d,
-                &[
-                    "pkeyutl", "-sign", "-inkey", "k.pem", "-rawin", "-in", "msg", "-out", "sig",
-                ],
-            ),
+            KeyType::EcdsaP256 => openssl(d, &["dgst", "-sha256", "-sign", "k.pem", "-out", "sig", "msg"]),
+            KeyType::Ed25519 => {
+                openssl(d, &["pkeyutl", "-sign", "-inkey", "k.pem", "-rawin", "-in", "msg", "-out", "sig"])
+            }
         };
         assert!(ok, "{text}");
         let sig = fs::read(d.join("sig")).unwrap();

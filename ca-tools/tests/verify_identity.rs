@@ -15,11 +15,7 @@ fn org(name: &str, msp: &str, key_type: KeyType) -> Org {
     let dir = tempfile::tempdir().unwrap();
     let ca = new_ca(&dir.path().join("ca"), name, msp, key_type);
     let trust = OrgTrust::from_msp_dir(msp, &ca.msp_dir()).unwrap();
-    Org {
-        _dir: dir,
-        ca,
-        trust,
-    }
+    Org { _dir: dir, ca, trust }
 }
 
 fn out(org: &Org, name: &str) -> std::path::PathBuf {
@@ -32,13 +28,7 @@ fn orderer_of_either_key_type_is_accepted_with_its_msp_and_role() {
         let mut o = org("Org1", "Org1MSP", key_type);
         let path = out(&o, "o0");
         let id = issue(&mut o.ca, Role::Orderer, "orderer0", &path);
-        let v = verify_identity(
-            id.signcert_pem.as_bytes(),
-            &[o.trust.clone()],
-            now_unix(),
-            &[Role::Orderer],
-        )
-        .unwrap();
+        let v = verify_identity(id.signcert_pem.as_bytes(), &[o.trust.clone()], now_unix(), &[Role::Orderer]).unwrap();
         assert_eq!(v.msp_id, "Org1MSP");
         assert_eq!(v.role, Role::Orderer);
         assert!(v.subject.contains("CN=orderer0"), "{}", v.subject);
@@ -53,13 +43,7 @@ fn certificate_is_attributed_to_the_org_whose_root_issued_it() {
     let b = org("Org2", "Org2MSP", KeyType::Ed25519);
     let path = out(&a, "p0");
     let id = issue(&mut a.ca, Role::Peer, "peer0", &path);
-    let v = verify_identity(
-        id.signcert_pem.as_bytes(),
-        &[b.trust.clone(), a.trust.clone()],
-        now_unix(),
-        &[],
-    )
-    .unwrap();
+    let v = verify_identity(id.signcert_pem.as_bytes(), &[b.trust.clone(), a.trust.clone()], now_unix(), &[]).unwrap();
     assert_eq!(v.msp_id, "Org1MSP");
 }
 
@@ -81,24 +65,12 @@ fn impostor_ca_with_the_same_name_gives_bad_signature() {
     let mut impostor = org("Org1", "Org1MSP", KeyType::EcdsaP256);
     let path = out(&impostor, "o");
     let forged = issue(&mut impostor.ca, Role::Orderer, "orderer0", &path);
-    let err = verify_identity(
-        forged.signcert_pem.as_bytes(),
-        &[real.trust.clone()],
-        now_unix(),
-        &[],
-    )
-    .unwrap_err();
+    let err = verify_identity(forged.signcert_pem.as_bytes(), &[real.trust.clone()], now_unix(), &[]).unwrap_err();
     assert_eq!(err, VerifyError::BadSignature);
     // Negative control: the real CA's own certificate passes the same check.
     let path = out(&real, "o");
     let genuine = issue(&mut real.ca, Role::Orderer, "orderer0", &path);
-    verify_identity(
-        genuine.signcert_pem.as_bytes(),
-        &[real.trust],
-        now_unix(),
-        &[],
-    )
-    .unwrap();
+    verify_identity(genuine.signcert_pem.as_bytes(), &[real.trust], now_unix(), &[]).unwrap();
 }
 
 #[test]
@@ -106,13 +78,7 @@ fn expired_certificate_is_refused() {
     let mut o = org("Org1", "Org1MSP", KeyType::EcdsaP256);
     let path = out(&o, "old");
     let id = issue_with(&mut o.ca, Role::Client, "old", expired_window(), &path);
-    let err = verify_identity(
-        id.signcert_pem.as_bytes(),
-        &[o.trust.clone()],
-        now_unix(),
-        &[],
-    )
-    .unwrap_err();
+    let err = verify_identity(id.signcert_pem.as_bytes(), &[o.trust.clone()], now_unix(), &[]).unwrap_err();
     assert!(matches!(err, VerifyError::Expired { .. }), "{err}");
     // Negative control: a current certificate of the same CA passes.
     let path = out(&o, "new");
@@ -125,13 +91,7 @@ fn certificate_checked_before_its_start_is_not_yet_valid() {
     let mut o = org("Org1", "Org1MSP", KeyType::Ed25519);
     let path = out(&o, "c");
     let id = issue(&mut o.ca, Role::Client, "c", &path);
-    let err = verify_identity(
-        id.signcert_pem.as_bytes(),
-        &[o.trust],
-        now_unix() - DAY,
-        &[],
-    )
-    .unwrap_err();
+    let err = verify_identity(id.signcert_pem.as_bytes(), &[o.trust], now_unix() - DAY, &[]).unwrap_err();
     assert!(matches!(err, VerifyError::NotYetValid { .. }), "{err}");
 }
 
@@ -140,13 +100,7 @@ fn certificate_checked_after_its_ca_expired_is_expired() {
     let mut o = org("Org1", "Org1MSP", KeyType::EcdsaP256);
     let path = out(&o, "c");
     let id = issue(&mut o.ca, Role::Client, "c", &path);
-    let err = verify_identity(
-        id.signcert_pem.as_bytes(),
-        &[o.trust],
-        now_unix() + 4000 * DAY,
-        &[],
-    )
-    .unwrap_err();
+    let err = verify_identity(id.signcert_pem.as_bytes(), &[o.trust], now_unix() + 4000 * DAY, &[]).unwrap_err();
     match err {
         VerifyError::Expired { subject, .. } => {
             assert!(subject.contains("CN=ca.org1"), "{subject}")
@@ -165,13 +119,8 @@ fn revoked_certificate_is_refused_once_the_crl_is_trusted() {
     o.ca.revoke(admin.signcert_pem.as_bytes()).unwrap();
     let crl = o.ca.crl_pem(Authority::Sign, 7).unwrap();
     let trust = OrgTrust::new("Org1MSP", &[o.ca.sign_ca_pem().into()], &[], &[crl]).unwrap();
-    let err = verify_identity(
-        admin.signcert_pem.as_bytes(),
-        std::slice::from_ref(&trust),
-        now_unix(),
-        &[],
-    )
-    .unwrap_err();
+    let err =
+        verify_identity(admin.signcert_pem.as_bytes(), std::slice::from_ref(&trust), now_unix(), &[]).unwrap_err();
     assert!(matches!(err, VerifyError::Revoked { .. }), "{err}");
     // Not revoked: the other admin, and the revoked one without the CRL.
     verify_identity(other.signcert_pem.as_bytes(), &[trust], now_unix(), &[]).unwrap();
@@ -192,39 +141,18 @@ fn role_outside_the_allowed_set_is_refused() {
     let mut o = org("Org1", "Org1MSP", KeyType::EcdsaP256);
     let path = out(&o, "p");
     let peer = issue(&mut o.ca, Role::Peer, "peer0", &path);
-    let err = verify_identity(
-        peer.signcert_pem.as_bytes(),
-        &[o.trust.clone()],
-        now_unix(),
-        &[Role::Orderer, Role::Admin],
-    )
-    .unwrap_err();
-    assert_eq!(
-        err,
-        VerifyError::WrongRole {
-            found: "peer".into(),
-            allowed: "orderer, admin".into()
-        }
-    );
-    verify_identity(
-        peer.signcert_pem.as_bytes(),
-        &[o.trust],
-        now_unix(),
-        &[Role::Peer],
-    )
-    .unwrap();
+    let err =
+        verify_identity(peer.signcert_pem.as_bytes(), &[o.trust.clone()], now_unix(), &[Role::Orderer, Role::Admin])
+            .unwrap_err();
+    assert_eq!(err, VerifyError::WrongRole { found: "peer".into(), allowed: "orderer, admin".into() });
+    verify_identity(peer.signcert_pem.as_bytes(), &[o.trust], now_unix(), &[Role::Peer]).unwrap();
 }
 
 #[test]
 fn ca_certificate_is_not_an_identity() {
     let o = org("Org1", "Org1MSP", KeyType::Ed25519);
-    let err = verify_identity(
-        o.ca.sign_ca_pem().as_bytes(),
-        std::slice::from_ref(&o.trust),
-        now_unix(),
-        &[],
-    )
-    .unwrap_err();
+    let err =
+        verify_identity(o.ca.sign_ca_pem().as_bytes(), std::slice::from_ref(&o.trust), now_unix(), &[]).unwrap_err();
     assert!(matches!(err, VerifyError::WrongKeyUsage { .. }), "{err}");
 }
 
@@ -236,13 +164,7 @@ fn certificate_claiming_another_msp_is_an_msp_mismatch() {
     // The same roots, trusted under a different MSP id.
     let trust = OrgTrust::new("OtherMSP", &o.trust.root_pems(), &[], &[]).unwrap();
     let err = verify_identity(id.signcert_pem.as_bytes(), &[trust], now_unix(), &[]).unwrap_err();
-    assert_eq!(
-        err,
-        VerifyError::MspMismatch {
-            expected: "OtherMSP".into(),
-            found: "Org1MSP".into()
-        }
-    );
+    assert_eq!(err, VerifyError::MspMismatch { expected: "OtherMSP".into(), found: "Org1MSP".into() });
 }
 
 #[test]
@@ -251,11 +173,7 @@ fn garbage_and_truncated_certificates_are_malformed() {
     let path = out(&o, "c");
     let id = issue(&mut o.ca, Role::Client, "c", &path);
     let der = ca_tools::pemutil::cert_der(id.signcert_pem.as_bytes()).unwrap();
-    for input in [
-        b"not a certificate".to_vec(),
-        der[..der.len() / 2].to_vec(),
-        Vec::new(),
-    ] {
+    for input in [b"not a certificate".to_vec(), der[..der.len() / 2].to_vec(), Vec::new()] {
         let err = verify_identity(&input, &[o.trust.clone()], now_unix(), &[]).unwrap_err();
         assert!(matches!(err, VerifyError::Malformed(_)), "{err}");
     }
@@ -281,25 +199,13 @@ fn tls_certificate_is_verified_against_the_tls_roots_only() {
     let mut o = org("Org1", "Org1MSP", KeyType::EcdsaP256);
     let path = out(&o, "a");
     let admin = issue(&mut o.ca, Role::Admin, "admin", &path);
-    let v = ca_tools::verify_tls_identity(
-        admin.tls_cert_pem.as_bytes(),
-        &[o.trust.clone()],
-        now_unix(),
-        &[Role::Admin],
-    )
-    .unwrap();
+    let v =
+        ca_tools::verify_tls_identity(admin.tls_cert_pem.as_bytes(), &[o.trust.clone()], now_unix(), &[Role::Admin])
+            .unwrap();
     assert_eq!((v.msp_id.as_str(), v.role), ("Org1MSP", Role::Admin));
     // The TLS certificate is not an enrollment identity, nor the reverse.
-    let err = verify_identity(
-        admin.tls_cert_pem.as_bytes(),
-        &[o.trust.clone()],
-        now_unix(),
-        &[],
-    )
-    .unwrap_err();
+    let err = verify_identity(admin.tls_cert_pem.as_bytes(), &[o.trust.clone()], now_unix(), &[]).unwrap_err();
     assert!(matches!(err, VerifyError::UnknownIssuer { .. }), "{err}");
-    let err =
-        ca_tools::verify_tls_identity(admin.signcert_pem.as_bytes(), &[o.trust], now_unix(), &[])
-            .unwrap_err();
+    let err = ca_tools::verify_tls_identity(admin.signcert_pem.as_bytes(), &[o.trust], now_unix(), &[]).unwrap_err();
     assert!(matches!(err, VerifyError::UnknownIssuer { .. }), "{err}");
 }

@@ -1,1 +1,12 @@
-//! Orderer.
+//! The bftorderer node.
+//!
+//! - [`consensus`]: the PBFT core, a pure deterministic state machine.
+//! - [`sim`]: the deterministic cluster simulator that proves it.
+//! - [`net`]: mutual-TLS cluster links between consenters.
+
+pub mod config;
+pub mod consensus;
+pub mod net;
+pub mod node;
+pub mod sim;
+pub mod storage;

@@ -1,1 +1,103 @@
-fn main() {}
+//! `orderer`: run a node, or a whole local network.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use orderer::config::NodeConfig;
+use orderer::node::dev::{self, DevOptions};
+
+#[derive(Parser)]
+#[command(name = "orderer", version, about = "bftorderer: a BFT ordering service for Fabric-style ledgers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one orderer node.
+    Start {
+        /// The configuration file (docs/orderer-config.md); ORDERER_* variables override it.
+        #[arg(long, env = "ORDERER_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Run a local network: consortium, genesis block and N consenters on 127.0.0.1.
+    Dev {
+        /// Number of consenters (4..=16).
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Folder for certificates, blocks, configs, data and logs (reused when it exists).
+        #[arg(long, default_value = "dev-network")]
+        dir: PathBuf,
+        /// Channel name.
+        #[arg(long, default_value = "devchannel")]
+        channel: String,
+        /// First port; node i uses base+10i (cluster), +1 (peer API), +3 (admin), +4 (operations).
+        #[arg(long, default_value_t = 7050)]
+        base_port: u16,
+        /// Envelopes a demo client submits once the network is up.
+        #[arg(long, default_value_t = 0)]
+        demo: usize,
+        /// Stop the network after the demo instead of running until Ctrl-C.
+        #[arg(long)]
+        exit_after_demo: bool,
+    },
+    /// Create an X25519 MAC key (mode 0600) and print its public half for the channel profile.
+    Keygen {
+        /// Where to write the key; the public key goes beside it with extension .pub.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn init_logging(level: &str, json: bool) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Start { config } => {
+            let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k != "ORDERER_CONFIG").collect();
+            let cfg = NodeConfig::load(config.as_deref(), env).map_err(|e| e.to_string())?;
+            init_logging(&cfg.logging.level, cfg.logging.format == "json");
+            runtime()?.block_on(orderer::node::server::run(cfg)).map_err(|e| e.to_string())
+        }
+        Command::Dev { nodes, dir, channel, base_port, demo, exit_after_demo } => {
+            let opts = DevOptions { nodes, dir, channel, base_port, demo, exit_after_demo };
+            runtime()?.block_on(dev::run(opts)).map_err(|e| e.to_string())
+        }
+        Command::Keygen { out } => {
+            if out.exists() {
+                return Err(format!("{} exists; remove it first (keys are never overwritten)", out.display()));
+            }
+            let secret = orderer::node::identity::load_or_create_mac_key(&out).map_err(|e| e.to_string())?;
+            println!("{}", orderer::node::identity::mac_public_hex(&secret));
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("orderer: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -22,19 +22,11 @@ pub(crate) fn issue_err(e: rcgen::Error) -> PkiError {
 }
 
 impl RootCa {
-    pub(crate) fn create(
-        msp_id: &str,
-        cn: &str,
-        key_type: KeyType,
-        validity: Validity,
-    ) -> Result<Self, PkiError> {
+    pub(crate) fn create(msp_id: &str, cn: &str, key_type: KeyType, validity: Validity) -> Result<Self, PkiError> {
         let key = SigningKey::generate(key_type)?;
         let params = ca_params(msp_id, cn, validity)?;
         let cert = params.self_signed(&key.to_rcgen()?).map_err(issue_err)?;
-        Ok(RootCa {
-            key,
-            cert_pem: cert.pem(),
-        })
+        Ok(RootCa { key, cert_pem: cert.pem() })
     }
 
     pub(crate) fn load(cert_path: &Path, key_path: &Path) -> Result<Self, PkiError> {
@@ -56,16 +48,10 @@ impl RootCa {
         Ok(x509.subject().as_raw().to_vec())
     }
 
-    pub(crate) fn issue(
-        &self,
-        params: &CertificateParams,
-        key: &SigningKey,
-    ) -> Result<String, PkiError> {
+    pub(crate) fn issue(&self, params: &CertificateParams, key: &SigningKey) -> Result<String, PkiError> {
         let issuer_key = self.key.to_rcgen()?;
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, issuer_key).map_err(issue_err)?;
-        let cert = params
-            .signed_by(&key.to_rcgen()?, &issuer)
-            .map_err(issue_err)?;
+        let cert = params.signed_by(&key.to_rcgen()?, &issuer).map_err(issue_err)?;
         Ok(cert.pem())
     }
 }

@@ -7,9 +7,7 @@ mod state;
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    CertificateRevocationListParams, Issuer, KeyIdMethod, RevokedCertParams, SerialNumber,
-};
+use rcgen::{CertificateRevocationListParams, Issuer, KeyIdMethod, RevokedCertParams, SerialNumber};
 use serde::Serialize;
 
 use crate::certinfo::{self, parse_cert};
@@ -90,10 +88,7 @@ pub struct Ca {
 
 impl std::fmt::Debug for Ca {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ca")
-            .field("dir", &self.dir)
-            .field("state", &self.state)
-            .finish_non_exhaustive()
+        f.debug_struct("Ca").field("dir", &self.dir).field("state", &self.state).finish_non_exhaustive()
     }
 }
 
@@ -121,28 +116,12 @@ impl Ca {
         check_name("org", &opts.org)?;
         check_name("MSP id", &opts.msp_id)?;
         let validity = Validity::days_from_now(opts.days)?;
-        for p in [
-            paths::STATE,
-            paths::SIGN_CERT,
-            paths::SIGN_KEY,
-            paths::TLS_CERT,
-            paths::TLS_KEY,
-        ] {
+        for p in [paths::STATE, paths::SIGN_CERT, paths::SIGN_KEY, paths::TLS_CERT, paths::TLS_KEY] {
             files::check_writable(&dir.join(p), force)?;
         }
         let org_lc = opts.org.to_ascii_lowercase();
-        let sign = RootCa::create(
-            &opts.msp_id,
-            &format!("ca.{org_lc}"),
-            opts.key_type,
-            validity,
-        )?;
-        let tls = RootCa::create(
-            &opts.msp_id,
-            &format!("tlsca.{org_lc}"),
-            opts.key_type,
-            validity,
-        )?;
+        let sign = RootCa::create(&opts.msp_id, &format!("ca.{org_lc}"), opts.key_type, validity)?;
+        let tls = RootCa::create(&opts.msp_id, &format!("tlsca.{org_lc}"), opts.key_type, validity)?;
         let ca = Ca {
             dir: dir.to_path_buf(),
             state: CaState {
@@ -157,36 +136,11 @@ impl Ca {
             sign,
             tls,
         };
-        files::write_file(
-            &dir.join(paths::SIGN_KEY),
-            ca.sign.key.to_pkcs8_pem()?.as_bytes(),
-            Secrecy::Secret,
-            force,
-        )?;
-        files::write_file(
-            &dir.join(paths::TLS_KEY),
-            ca.tls.key.to_pkcs8_pem()?.as_bytes(),
-            Secrecy::Secret,
-            force,
-        )?;
-        files::write_file(
-            &dir.join(paths::SIGN_CERT),
-            ca.sign.cert_pem.as_bytes(),
-            Secrecy::Public,
-            force,
-        )?;
-        files::write_file(
-            &dir.join(paths::TLS_CERT),
-            ca.tls.cert_pem.as_bytes(),
-            Secrecy::Public,
-            force,
-        )?;
-        layout::write_verifying_msp(
-            &dir.join(paths::MSP),
-            &ca.sign.cert_pem,
-            &ca.tls.cert_pem,
-            force,
-        )?;
+        files::write_file(&dir.join(paths::SIGN_KEY), ca.sign.key.to_pkcs8_pem()?.as_bytes(), Secrecy::Secret, force)?;
+        files::write_file(&dir.join(paths::TLS_KEY), ca.tls.key.to_pkcs8_pem()?.as_bytes(), Secrecy::Secret, force)?;
+        files::write_file(&dir.join(paths::SIGN_CERT), ca.sign.cert_pem.as_bytes(), Secrecy::Public, force)?;
+        files::write_file(&dir.join(paths::TLS_CERT), ca.tls.cert_pem.as_bytes(), Secrecy::Public, force)?;
+        layout::write_verifying_msp(&dir.join(paths::MSP), &ca.sign.cert_pem, &ca.tls.cert_pem, force)?;
         ca.save()?;
         Ok(ca)
     }
@@ -201,9 +155,8 @@ impl Ca {
                 dir.display()
             )));
         }
-        let state: CaState =
-            serde_json::from_str(&files::read_text_max(&state_path, STATE_BYTES_MAX)?)
-                .map_err(|e| PkiError::CaState(format!("{}: {e}", state_path.display())))?;
+        let state: CaState = serde_json::from_str(&files::read_text_max(&state_path, STATE_BYTES_MAX)?)
+            .map_err(|e| PkiError::CaState(format!("{}: {e}", state_path.display())))?;
         if state.issued.len() > ISSUED_MAX || state.revoked.len() > ISSUED_MAX {
             return Err(PkiError::CaState(format!(
                 "{}: more than {ISSUED_MAX} issued or revoked records",
@@ -211,31 +164,16 @@ impl Ca {
             )));
         }
         if state.version != 1 {
-            return Err(PkiError::CaState(format!(
-                "{}: unsupported version {}",
-                state_path.display(),
-                state.version
-            )));
+            return Err(PkiError::CaState(format!("{}: unsupported version {}", state_path.display(), state.version)));
         }
         let sign = RootCa::load(&dir.join(paths::SIGN_CERT), &dir.join(paths::SIGN_KEY))?;
         let tls = RootCa::load(&dir.join(paths::TLS_CERT), &dir.join(paths::TLS_KEY))?;
-        Ok(Ca {
-            dir: dir.to_path_buf(),
-            state,
-            sign,
-            tls,
-        })
+        Ok(Ca { dir: dir.to_path_buf(), state, sign, tls })
     }
 
     fn save(&self) -> Result<(), PkiError> {
-        let json = serde_json::to_string_pretty(&self.state)
-            .map_err(|e| PkiError::CaState(e.to_string()))?;
-        files::write_file(
-            &self.dir.join(paths::STATE),
-            json.as_bytes(),
-            Secrecy::Public,
-            true,
-        )
+        let json = serde_json::to_string_pretty(&self.state).map_err(|e| PkiError::CaState(e.to_string()))?;
+        files::write_file(&self.dir.join(paths::STATE), json.as_bytes(), Secrecy::Public, true)
     }
 
     /// The CA directory.
@@ -263,12 +201,7 @@ impl Ca {
         self.dir.join(paths::MSP)
     }
 
-    fn record(
-        &mut self,
-        pem: &str,
-        authority: Authority,
-        req: &IssueRequest,
-    ) -> Result<String, PkiError> {
+    fn record(&mut self, pem: &str, authority: Authority, req: &IssueRequest) -> Result<String, PkiError> {
         assert!(self.state.issued.len() < ISSUED_MAX, "checked by issue()");
         let info = certinfo::inspect(pem.as_bytes())?;
         self.state.issued.push(IssuedRecord {
@@ -283,12 +216,7 @@ impl Ca {
 
     /// Issue an enrollment and a TLS certificate and write them in Fabric's
     /// MSP layout under `out` (`msp/`, `tls/`). Refuses to overwrite unless `force`.
-    pub fn issue(
-        &mut self,
-        mut req: IssueRequest,
-        out: &Path,
-        force: bool,
-    ) -> Result<IssuedIdentity, PkiError> {
+    pub fn issue(&mut self, mut req: IssueRequest, out: &Path, force: bool) -> Result<IssuedIdentity, PkiError> {
         check_name("name", &req.name)?;
         if req.sans.len() > SANS_MAX {
             return Err(PkiError::Config(format!("more than {SANS_MAX} SANs")));
@@ -343,10 +271,7 @@ impl Ca {
         )?;
         let sign_serial = self.record(&signcert_pem, Authority::Sign, &req)?;
         let tls_serial = self.record(&tls_cert_pem, Authority::Tls, &req)?;
-        assert!(
-            sign_serial != tls_serial,
-            "two certificates with one serial"
-        );
+        assert!(sign_serial != tls_serial, "two certificates with one serial");
         self.save()?;
         Ok(IssuedIdentity {
             name: req.name.clone(),
@@ -362,10 +287,7 @@ impl Ca {
     }
 
     /// Which of this org's CAs issued `cert` (by issuer name and signature).
-    fn authority_of(
-        &self,
-        x509: &x509_parser::certificate::X509Certificate<'_>,
-    ) -> Result<Authority, PkiError> {
+    fn authority_of(&self, x509: &x509_parser::certificate::X509Certificate<'_>) -> Result<Authority, PkiError> {
         for (authority, ca) in [(Authority::Sign, &self.sign), (Authority::Tls, &self.tls)] {
             let ca_der = pemutil::cert_der(ca.cert_pem.as_bytes())?;
             let ca_x509 = parse_cert(&ca_der).map_err(|e| PkiError::Certificate(e.to_string()))?;
@@ -396,20 +318,11 @@ impl Ca {
         }
         let authority = self.authority_of(&x509)?;
         let serial = hex::encode(x509.serial.to_bytes_be());
-        if self
-            .state
-            .revoked
-            .iter()
-            .any(|r| r.serial == serial && r.authority == authority)
-        {
-            return Err(PkiError::CaState(format!(
-                "certificate serial {serial} is already revoked"
-            )));
+        if self.state.revoked.iter().any(|r| r.serial == serial && r.authority == authority) {
+            return Err(PkiError::CaState(format!("certificate serial {serial} is already revoked")));
         }
         if self.state.revoked.len() >= ISSUED_MAX {
-            return Err(PkiError::CaState(format!(
-                "more than {ISSUED_MAX} revocations"
-            )));
+            return Err(PkiError::CaState(format!("more than {ISSUED_MAX} revocations")));
         }
         let record = RevokedRecord {
             serial,
@@ -432,14 +345,9 @@ impl Ca {
             Authority::Tls => &self.tls,
         };
         let mut revoked_certs = Vec::new();
-        for r in self
-            .state
-            .revoked
-            .iter()
-            .filter(|r| r.authority == authority)
-        {
-            let bytes = hex::decode(&r.serial)
-                .map_err(|e| PkiError::CaState(format!("revoked serial '{}': {e}", r.serial)))?;
+        for r in self.state.revoked.iter().filter(|r| r.authority == authority) {
+            let bytes =
+                hex::decode(&r.serial).map_err(|e| PkiError::CaState(format!("revoked serial '{}': {e}", r.serial)))?;
             revoked_certs.push(RevokedCertParams {
                 serial_number: SerialNumber::from_slice(&bytes),
                 revocation_time: to_time(r.revoked_at_unix)?,
@@ -455,8 +363,7 @@ impl Ca {
             revoked_certs,
             key_identifier_method: KeyIdMethod::Sha256,
         };
-        let issuer =
-            Issuer::from_ca_cert_pem(&ca.cert_pem, ca.key.to_rcgen()?).map_err(issue_err)?;
+        let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca.key.to_rcgen()?).map_err(issue_err)?;
         let crl = params.signed_by(&issuer).map_err(issue_err)?;
         let pem = crl.pem().map_err(issue_err)?;
         self.state.next_crl_number += 1;
@@ -467,13 +374,7 @@ impl Ca {
     /// Write the CRL of `authority` to `out` (refusing to overwrite unless
     /// `force`) and publish it in the org's verifying MSP (`msp/crls/`, always
     /// replaced), so that [`crate::OrgTrust::from_msp_dir`] enforces it.
-    pub fn write_crl(
-        &mut self,
-        authority: Authority,
-        days: u32,
-        out: &Path,
-        force: bool,
-    ) -> Result<String, PkiError> {
+    pub fn write_crl(&mut self, authority: Authority, days: u32, out: &Path, force: bool) -> Result<String, PkiError> {
         files::check_writable(out, force)?;
         let pem = self.crl_pem(authority, days)?;
         files::write_file(out, pem.as_bytes(), Secrecy::Public, force)?;
@@ -500,45 +401,27 @@ impl Ca {
         let x509 = parse_cert(&der).map_err(|e| PkiError::Certificate(e.to_string()))?;
         if self.authority_of(&x509)? != Authority::Sign {
             return Err(PkiError::Certificate(
-                "renew takes the enrollment certificate (msp/signcerts), not the TLS certificate"
-                    .into(),
+                "renew takes the enrollment certificate (msp/signcerts), not the TLS certificate".into(),
             ));
         }
         let name = certinfo::common_name_of(&x509)
             .ok_or_else(|| PkiError::Certificate("certificate has no subject CN".into()))?;
-        let role = certinfo::role_of(&x509).ok_or_else(|| {
-            PkiError::Certificate("certificate carries no role (subject OU)".into())
-        })?;
+        let role = certinfo::role_of(&x509)
+            .ok_or_else(|| PkiError::Certificate("certificate carries no role (subject OU)".into()))?;
         let key_type = certinfo::key_type_of(&x509).unwrap_or(self.state.key_type);
-        let sans = certinfo::sans_of(&x509)
-            .into_iter()
-            .filter(|s| *s != name)
-            .collect();
+        let sans = certinfo::sans_of(&x509).into_iter().filter(|s| *s != name).collect();
         let (sign_key, tls_key) = match keys {
             Some((s, t)) => {
                 let cert_key = crate::keys::PublicKey::from_cert(&der)?;
                 if cert_key != s.public_key() {
                     return Err(PkiError::Key(
-                        "the enrollment key given does not match the certificate being renewed"
-                            .into(),
+                        "the enrollment key given does not match the certificate being renewed".into(),
                     ));
                 }
                 (Some(s), Some(t))
             }
             None => (None, None),
         };
-        self.issue(
-            IssueRequest {
-                role,
-                name,
-                sans,
-                key_type,
-                validity,
-                sign_key,
-                tls_key,
-            },
-            out,
-            force,
-        )
+        self.issue(IssueRequest { role, name, sans, key_type, validity, sign_key, tls_key }, out, force)
     }
 }

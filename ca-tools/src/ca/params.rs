@@ -1,8 +1,8 @@
 //! Certificate parameters: subjects, validity, serials, SANs, extensions.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyIdMethod, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod,
+    KeyUsagePurpose, SanType, SerialNumber,
 };
 
 use super::state::Authority;
@@ -31,18 +31,13 @@ impl Validity {
     pub fn days_from_now(days: u32) -> Result<Self, PkiError> {
         check_days(days)?;
         let now = crate::now_unix();
-        Ok(Validity {
-            not_before_unix: now - BACKDATE_SECONDS,
-            not_after_unix: now + i64::from(days) * 86_400,
-        })
+        Ok(Validity { not_before_unix: now - BACKDATE_SECONDS, not_after_unix: now + i64::from(days) * 86_400 })
     }
 }
 
 pub(crate) fn check_days(days: u32) -> Result<(), PkiError> {
     if days == 0 || days > DAYS_MAX {
-        return Err(PkiError::Config(format!(
-            "validity of {days} days is out of range (1..={DAYS_MAX})"
-        )));
+        return Err(PkiError::Config(format!("validity of {days} days is out of range (1..={DAYS_MAX})")));
     }
     Ok(())
 }
@@ -52,9 +47,7 @@ pub fn check_name(what: &str, name: &str) -> Result<(), PkiError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
     if !ok {
         return Err(PkiError::Config(format!(
             "{what} '{name}' is invalid: use 1-64 letters, digits, '.', '-', '_', not starting with '.'"
@@ -88,20 +81,12 @@ fn parse_san(san: &str) -> Result<SanType, PkiError> {
     let valid_dns = !san.is_empty()
         && san.len() <= 253
         && san.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '*')
+            !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '*')
         });
     if !valid_dns {
-        return Err(PkiError::Config(format!(
-            "SAN '{san}' is neither an IP address nor a DNS name"
-        )));
+        return Err(PkiError::Config(format!("SAN '{san}' is neither an IP address nor a DNS name")));
     }
-    let ia5 = san
-        .to_string()
-        .try_into()
-        .map_err(|e| PkiError::Config(format!("SAN '{san}': {e}")))?;
+    let ia5 = san.to_string().try_into().map_err(|e| PkiError::Config(format!("SAN '{san}': {e}")))?;
     Ok(SanType::DnsName(ia5))
 }
 
@@ -115,19 +100,11 @@ fn subject(msp_id: &str, cn: &str, role: Option<Role>) -> DistinguishedName {
     dn
 }
 
-pub(crate) fn ca_params(
-    msp_id: &str,
-    cn: &str,
-    validity: Validity,
-) -> Result<CertificateParams, PkiError> {
+pub(crate) fn ca_params(msp_id: &str, cn: &str, validity: Validity) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = subject(msp_id, cn, None);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params.not_before = to_time(validity.not_before_unix)?;
     params.not_after = to_time(validity.not_after_unix)?;
     params.serial_number = Some(random_serial()?);
@@ -151,24 +128,15 @@ pub(crate) fn leaf_params(
     params.not_before = to_time(req.validity.not_before_unix)?;
     params.not_after = to_time(req.validity.not_after_unix.min(ca_not_after))?;
     params.serial_number = Some(random_serial()?);
-    let name_san = parse_san(&req.name)
-        .ok()
-        .filter(|_| !req.sans.contains(&req.name));
-    params.subject_alt_names = name_san
-        .into_iter()
-        .map(Ok)
-        .chain(req.sans.iter().map(|s| parse_san(s)))
-        .collect::<Result<_, _>>()?;
+    let name_san = parse_san(&req.name).ok().filter(|_| !req.sans.contains(&req.name));
+    params.subject_alt_names =
+        name_san.into_iter().map(Ok).chain(req.sans.iter().map(|s| parse_san(s))).collect::<Result<_, _>>()?;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     if authority == Authority::Tls {
         if req.role.is_node() {
-            params
-                .extended_key_usages
-                .push(ExtendedKeyUsagePurpose::ServerAuth);
+            params.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
         }
-        params
-            .extended_key_usages
-            .push(ExtendedKeyUsagePurpose::ClientAuth);
+        params.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth);
     }
     Ok(params)
 }
@@ -179,16 +147,7 @@ mod tests {
 
     #[test]
     fn names_that_could_escape_a_directory_are_refused() {
-        for bad in [
-            "",
-            "..",
-            "../x",
-            "a/b",
-            ".hidden",
-            "a b",
-            "x\0",
-            &"n".repeat(65),
-        ] {
+        for bad in ["", "..", "../x", "a/b", ".hidden", "a b", "x\0", &"n".repeat(65)] {
             assert!(check_name("name", bad).is_err(), "{bad:?} accepted");
         }
         for good in ["orderer0", "peer0.org1.example.com", "Admin", "user_1-a"] {
@@ -198,22 +157,10 @@ mod tests {
 
     #[test]
     fn sans_are_ip_addresses_or_dns_names() {
-        assert!(matches!(
-            parse_san("127.0.0.1").unwrap(),
-            SanType::IpAddress(_)
-        ));
+        assert!(matches!(parse_san("127.0.0.1").unwrap(), SanType::IpAddress(_)));
         assert!(matches!(parse_san("::1").unwrap(), SanType::IpAddress(_)));
-        assert!(matches!(
-            parse_san("orderer0.example.com").unwrap(),
-            SanType::DnsName(_)
-        ));
-        for bad in [
-            "",
-            "a..b",
-            "white space",
-            "x/y",
-            &format!("{}.com", "a".repeat(64)),
-        ] {
+        assert!(matches!(parse_san("orderer0.example.com").unwrap(), SanType::DnsName(_)));
+        for bad in ["", "a..b", "white space", "x/y", &format!("{}.com", "a".repeat(64))] {
             assert!(parse_san(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -223,10 +170,7 @@ mod tests {
         assert!(Validity::days_from_now(0).is_err());
         assert!(Validity::days_from_now(DAYS_MAX + 1).is_err());
         let v = Validity::days_from_now(1).unwrap();
-        assert_eq!(
-            v.not_after_unix - v.not_before_unix,
-            86_400 + BACKDATE_SECONDS
-        );
+        assert_eq!(v.not_after_unix - v.not_before_unix, 86_400 + BACKDATE_SECONDS);
     }
 
     #[test]

@@ -8,26 +8,10 @@ use ca_tools::{Ca, InitCaOptions, IssueRequest, IssuedIdentity, KeyType, Role, V
 pub const DAY: i64 = 86_400;
 
 pub fn new_ca(dir: &Path, org: &str, msp_id: &str, key_type: KeyType) -> Ca {
-    Ca::init(
-        &InitCaOptions {
-            org: org.into(),
-            msp_id: msp_id.into(),
-            key_type,
-            days: 3650,
-        },
-        dir,
-        false,
-    )
-    .unwrap()
+    Ca::init(&InitCaOptions { org: org.into(), msp_id: msp_id.into(), key_type, days: 3650 }, dir, false).unwrap()
 }
 
-pub fn issue_with(
-    ca: &mut Ca,
-    role: Role,
-    name: &str,
-    validity: Validity,
-    out: &Path,
-) -> IssuedIdentity {
+pub fn issue_with(ca: &mut Ca, role: Role, name: &str, validity: Validity, out: &Path) -> IssuedIdentity {
     let key_type = ca.state.key_type;
     ca.issue(
         IssueRequest {
@@ -52,10 +36,7 @@ pub fn issue(ca: &mut Ca, role: Role, name: &str, out: &Path) -> IssuedIdentity 
 /// A window entirely in the past: valid from 10 days ago until yesterday.
 pub fn expired_window() -> Validity {
     let now = ca_tools::now_unix();
-    Validity {
-        not_before_unix: now - 10 * DAY,
-        not_after_unix: now - DAY,
-    }
+    Validity { not_before_unix: now - 10 * DAY, not_after_unix: now - DAY }
 }
 
 /// A certificate signed by the signing CA in `ca_dir` but built by hand (to
@@ -67,9 +48,7 @@ pub fn forge_leaf(
     usages: Vec<rcgen::KeyUsagePurpose>,
     alg: &'static rcgen::SignatureAlgorithm,
 ) -> String {
-    let ca_key =
-        rcgen::KeyPair::from_pem(&std::fs::read_to_string(ca_dir.join("ca/priv_sk")).unwrap())
-            .unwrap();
+    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(ca_dir.join("ca/priv_sk")).unwrap()).unwrap();
     let ca_pem = std::fs::read_to_string(ca_dir.join("ca/ca-cert.pem")).unwrap();
     let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
     let mut params = rcgen::CertificateParams::default();

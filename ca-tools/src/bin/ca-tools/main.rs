@@ -38,24 +38,8 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), CliError> {
     match command {
-        Command::InitCa {
-            org,
-            msp_id,
-            out,
-            key_type,
-            days,
-            force,
-        } => {
-            let ca = Ca::init(
-                &InitCaOptions {
-                    org,
-                    msp_id,
-                    key_type,
-                    days,
-                },
-                &out,
-                force,
-            )?;
+        Command::InitCa { org, msp_id, out, key_type, days, force } => {
+            let ca = Ca::init(&InitCaOptions { org, msp_id, key_type, days }, &out, force)?;
             println!(
                 "created CA of {} ({}) in {}: signing root {}, TLS root {}, MSP {}",
                 ca.state.org,
@@ -67,16 +51,7 @@ fn run(command: Command) -> Result<(), CliError> {
             );
             Ok(())
         }
-        Command::Issue {
-            ca,
-            role,
-            name,
-            sans,
-            out,
-            key_type,
-            days,
-            force,
-        } => {
+        Command::Issue { ca, role, name, sans, out, key_type, days, force } => {
             let mut ca = Ca::load(&ca)?;
             let key_type = key_type.unwrap_or(ca.state.key_type);
             let req = IssueRequest {
@@ -117,13 +92,7 @@ fn run(command: Command) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Verify {
-            roots,
-            role,
-            crl,
-            at,
-            cert,
-        } => verify::verify(&roots, &role, &crl, at.as_deref(), &cert),
+        Command::Verify { roots, role, crl, at, cert } => verify::verify(&roots, &role, &crl, at.as_deref(), &cert),
         Command::Inspect { cert, json } => {
             let info = inspect(&files::read_bounded(&cert)?)?;
             if json {
@@ -149,45 +118,18 @@ fn run(command: Command) -> Result<(), CliError> {
             );
             Ok(())
         }
-        Command::Crl {
-            ca,
-            out,
-            tls,
-            days,
-            force,
-        } => {
+        Command::Crl { ca, out, tls, days, force } => {
             let mut ca = Ca::load(&ca)?;
             let authority = if tls { Authority::Tls } else { Authority::Sign };
             ca.write_crl(authority, days, &out, force)?;
-            println!(
-                "wrote CRL to {} (also published in {})",
-                out.display(),
-                ca.msp_dir().join("crls").display()
-            );
+            println!("wrote CRL to {} (also published in {})", out.display(), ca.msp_dir().join("crls").display());
             Ok(())
         }
-        Command::Renew {
-            ca,
-            cert,
-            new_key,
-            out,
-            days,
-            force,
-        } => {
+        Command::Renew { ca, cert, new_key, out, days, force } => {
             let mut ca = Ca::load(&ca)?;
             let cert_bytes = files::read_bounded(&cert)?;
-            let keys = if new_key {
-                None
-            } else {
-                Some(keys_next_to(&cert)?)
-            };
-            let issued = ca.renew(
-                &cert_bytes,
-                keys,
-                Validity::days_from_now(days)?,
-                &out,
-                force,
-            )?;
+            let keys = if new_key { None } else { Some(keys_next_to(&cert)?) };
+            let issued = ca.renew(&cert_bytes, keys, Validity::days_from_now(days)?, &out, force)?;
             println!(
                 "renewed {} '{}': enrollment serial {}, TLS serial {}, in {}",
                 issued.role,
@@ -215,19 +157,16 @@ fn keys_next_to(cert: &Path) -> Result<(SigningKey, SigningKey), CliError> {
                 cert.display()
             ))
         })?;
-    let sign_key_path = identity_dir
-        .join("msp/keystore")
-        .join(ca_tools::layout::KEY_FILE);
-    let tls_key_path = ["server.key", "client.key"]
-        .iter()
-        .map(|f| identity_dir.join("tls").join(f))
-        .find(|p| p.exists())
-        .ok_or_else(|| {
-            CliError::Usage(format!(
-                "no tls/server.key or tls/client.key in {}; pass --new-key to generate new keys",
-                identity_dir.display()
-            ))
-        })?;
+    let sign_key_path = identity_dir.join("msp/keystore").join(ca_tools::layout::KEY_FILE);
+    let tls_key_path =
+        ["server.key", "client.key"].iter().map(|f| identity_dir.join("tls").join(f)).find(|p| p.exists()).ok_or_else(
+            || {
+                CliError::Usage(format!(
+                    "no tls/server.key or tls/client.key in {}; pass --new-key to generate new keys",
+                    identity_dir.display()
+                ))
+            },
+        )?;
     let sign = SigningKey::from_pkcs8_pem(&files::read_text(&sign_key_path)?)?;
     let tls = SigningKey::from_pkcs8_pem(&files::read_text(&tls_key_path)?)?;
     Ok((sign, tls))
@@ -238,12 +177,7 @@ fn print_info(info: &CertInfo) {
     println!("issuer:      {}", info.issuer);
     println!("serial:      {}", info.serial);
     println!("msp id:      {}", info.msp_id.as_deref().unwrap_or("none"));
-    println!(
-        "role:        {}",
-        info.role
-            .map(|r| r.to_string())
-            .unwrap_or_else(|| "none".into())
-    );
+    println!("role:        {}", info.role.map(|r| r.to_string()).unwrap_or_else(|| "none".into()));
     println!("sans:        {}", info.sans.join(", "));
     println!("not before:  {}", info.not_before);
     println!("not after:   {}", info.not_after);

@@ -16,11 +16,7 @@ fn root_pems(path: &Path) -> Result<Vec<String>, CliError> {
     } else {
         path.to_path_buf()
     };
-    let dirs = if msp.join("cacerts").is_dir() {
-        vec![msp.join("cacerts"), msp.join("tlscacerts")]
-    } else {
-        vec![msp]
-    };
+    let dirs = if msp.join("cacerts").is_dir() { vec![msp.join("cacerts"), msp.join("tlscacerts")] } else { vec![msp] };
     let mut out = Vec::new();
     for d in dirs {
         for f in files::files_in(&d)? {
@@ -28,10 +24,7 @@ fn root_pems(path: &Path) -> Result<Vec<String>, CliError> {
         }
     }
     if out.is_empty() {
-        return Err(CliError::Usage(format!(
-            "no root certificate found in {}",
-            path.display()
-        )));
+        return Err(CliError::Usage(format!("no root certificate found in {}", path.display())));
     }
     Ok(out)
 }
@@ -42,9 +35,7 @@ fn parse_at(at: Option<&str>) -> Result<i64, CliError> {
         Some(s) => time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
             .map(|t| t.unix_timestamp())
             .map_err(|e| {
-                CliError::Usage(format!(
-                    "--at '{s}' is not an RFC 3339 time (e.g. 2030-01-31T12:00:00Z): {e}"
-                ))
+                CliError::Usage(format!("--at '{s}' is not an RFC 3339 time (e.g. 2030-01-31T12:00:00Z): {e}"))
             }),
     }
 }
@@ -55,8 +46,7 @@ fn trust_from(roots: &[PathBuf], crls: &[PathBuf]) -> Result<Vec<OrgTrust>, CliE
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
     for path in roots {
         for pem_text in root_pems(path)? {
-            for der in ca_tools::pemutil::ders_with_tag(pem_text.as_bytes(), "CERTIFICATE", "root")?
-            {
+            for der in ca_tools::pemutil::ders_with_tag(pem_text.as_bytes(), "CERTIFICATE", "root")? {
                 let info = inspect(&der)?;
                 let msp = info.msp_id.unwrap_or_else(|| info.subject.clone());
                 let pem = ca_tools::pemutil::cert_pem(&der);
@@ -72,14 +62,9 @@ fn trust_from(roots: &[PathBuf], crls: &[PathBuf]) -> Result<Vec<OrgTrust>, CliE
         let text = files::read_text(path)?;
         let owner = groups
             .iter()
-            .position(|(msp, list)| {
-                OrgTrust::new(msp, list, &[], std::slice::from_ref(&text)).is_ok()
-            })
+            .position(|(msp, list)| OrgTrust::new(msp, list, &[], std::slice::from_ref(&text)).is_ok())
             .ok_or_else(|| {
-                CliError::Usage(format!(
-                    "CRL {} is not valid or not signed by any of the given roots",
-                    path.display()
-                ))
+                CliError::Usage(format!("CRL {} is not valid or not signed by any of the given roots", path.display()))
             })?;
         crl_groups[owner].push(text);
     }
@@ -101,9 +86,6 @@ pub fn verify(
     let orgs = trust_from(roots, crls)?;
     let cert_bytes = files::read_bounded(cert)?;
     let id = verify_identity(&cert_bytes, &orgs, at_unix, role)?;
-    println!(
-        "ok: subject={} msp_id={} role={}",
-        id.subject, id.msp_id, id.role
-    );
+    println!("ok: subject={} msp_id={} role={}", id.subject, id.msp_id, id.role);
     Ok(())
 }

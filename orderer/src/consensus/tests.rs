@@ -1,0 +1,388 @@
+//! Scenario tests of one replica and small clusters, driven by hand: each
+//! test names what it proves.
+
+use std::collections::VecDeque;
+
+use super::auth::seal;
+use super::message::{Body, Certificate, PrePreparedClaim, PreparedClaim, ViewChange};
+use super::*;
+use crate::sim::identity::{make_envelope, Keyring, SimValidator};
+
+const CHANNEL: &str = "ch";
+
+fn config(me: ReplicaId, n: u32) -> Config {
+    Config {
+        channel: CHANNEL.into(),
+        epoch: 1,
+        me,
+        members: (1..=n).collect(),
+        genesis_hash: [7; 32],
+        window: 4,
+        checkpoint_interval: 2,
+        batch_count_max: 1,
+        batch_bytes_max: 4096,
+        batch_bytes_preferred: 1,
+        batch_timeout_ticks: 1,
+        forward_timeout_ticks: 50,
+        complain_timeout_ticks: 2000,
+        view_change_timeout_ticks: 300,
+        heartbeat_interval_ticks: 10,
+        heartbeat_timeout_ticks: 400,
+        resend_interval_ticks: 50,
+        pool_max: 100,
+        dedup_window_blocks: 16,
+        limits: Limits::default(),
+        #[cfg(feature = "mutants")]
+        mutant: None,
+    }
+}
+
+struct Harness {
+    ring: std::sync::Arc<Keyring>,
+    replicas: Vec<Replica>,
+    records: Vec<Vec<Durable>>,
+    commits: Vec<Vec<Block>>,
+    certified: Vec<Vec<Certificate>>,
+    queue: VecDeque<(ReplicaId, ReplicaId, Vec<u8>)>,
+    /// Messages to these replicas are lost.
+    cut: Vec<ReplicaId>,
+}
+
+impl Harness {
+    fn new(n: u32) -> Self {
+        let ring = Keyring::new(&(1..=n).collect::<Vec<_>>(), 9);
+        let replicas = (1..=n).map(|id| Self::make(&ring, config(id, n), &[])).collect();
+        let k = n as usize;
+        Harness {
+            ring,
+            replicas,
+            records: vec![vec![]; k],
+            commits: vec![vec![]; k],
+            certified: vec![vec![]; k],
+            queue: VecDeque::new(),
+            cut: vec![],
+        }
+    }
+
+    fn make(ring: &std::sync::Arc<Keyring>, cfg: Config, records: &[Durable]) -> Replica {
+        let id = cfg.me;
+        let tip = Tip::genesis(cfg.genesis_hash);
+        Replica::new(cfg, Box::new(ring.signer(id)), ring.mac_keys(id), Box::new(SimValidator), tip, records).unwrap()
+    }
+
+    fn input(&mut self, id: ReplicaId, input: Input) -> Vec<Output> {
+        let i = (id - 1) as usize;
+        let outputs = self.replicas[i].step(input);
+        let n = self.replicas.len() as u32;
+        for o in &outputs {
+            match o {
+                Output::Send { to, frame } => self.queue.push_back((id, *to, frame.clone())),
+                Output::Broadcast { frame } => {
+                    for to in (1..=n).filter(|t| *t != id) {
+                        self.queue.push_back((id, to, frame.clone()));
+                    }
+                }
+                Output::Persist(r) => self.records[i].extend(r.iter().cloned()),
+                Output::Commit(b) => self.commits[i].push(b.clone()),
+                Output::Certified(c) => self.certified[i].push(c.clone()),
+                _ => {}
+            }
+        }
+        outputs
+    }
+
+    /// Delivers queued messages until none are left (bounded).
+    fn pump(&mut self) {
+        for _ in 0..100_000 {
+            let Some((_, to, frame)) = self.queue.pop_front() else { return };
+            if !self.cut.contains(&to) {
+                self.input(to, Input::Message(frame));
+            }
+        }
+        panic!("pump did not quiesce");
+    }
+
+    fn submit(&mut self, to: ReplicaId, k: u64) {
+        self.input(to, Input::Request(make_envelope(1, k, 8)));
+        self.tick_all(2);
+    }
+
+    fn tick_all(&mut self, ticks: u32) {
+        for _ in 0..ticks {
+            for id in 1..=self.replicas.len() as u32 {
+                self.input(id, Input::Tick);
+            }
+            self.pump();
+        }
+    }
+
+    fn replica(&self, id: ReplicaId) -> &Replica {
+        &self.replicas[(id - 1) as usize]
+    }
+
+    /// A frame from `from` to `to`, authenticated with `from`'s keys.
+    fn frame(&self, from: ReplicaId, to: ReplicaId, body: Body) -> Vec<u8> {
+        seal(CHANNEL, 1, from, body, &[to], &self.ring.mac_keys(from), &self.ring.signer(from)).encode()
+    }
+}
+
+fn dropped(outputs: &[Output]) -> Vec<DropReason> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Dropped { reason } => Some(*reason),
+            _ => None,
+        })
+        .collect()
+}
+
+fn batch_of(k: u64) -> Batch {
+    Batch { envelopes: vec![make_envelope(1, k, 8)] }
+}
+
+#[test]
+fn four_replicas_commit_the_same_certified_blocks_in_order() {
+    let mut h = Harness::new(4);
+    for k in 0..6 {
+        h.submit(1 + (k % 4) as u32, k);
+    }
+    h.tick_all(5);
+    for i in 0..4 {
+        assert_eq!(h.commits[i].len(), 6, "replica {} committed {:?}", i + 1, h.commits[i].len());
+        assert_eq!(h.commits[i], h.commits[0]);
+        assert_eq!(h.certified[i].len(), 6);
+    }
+    for w in h.commits[0].windows(2) {
+        assert_eq!(w[1].previous_hash, w[0].header_hash);
+    }
+    assert_eq!(h.commits[0][0].previous_hash, [7; 32], "block 1 chains to genesis");
+}
+
+#[test]
+fn watermarks_move_when_a_checkpoint_certificate_forms() {
+    // K = 2, L = 4: with one replica cut off the other three still form
+    // certificates; the low watermark moves to 2, then 4, then 6.
+    let mut h = Harness::new(4);
+    h.cut = vec![4];
+    let mut lows = vec![];
+    for k in 0..6 {
+        h.submit(1, k);
+        lows.push(h.replica(1).stable_seq());
+    }
+    assert_eq!(lows, vec![0, 2, 2, 4, 4, 6]);
+    assert_eq!(h.replica(4).executed(), 0);
+}
+
+#[test]
+fn pre_prepare_beyond_the_high_watermark_is_dropped() {
+    let mut h = Harness::new(4);
+    // window 4 above stable 0: seq 5 is outside.
+    let frame = h.frame(1, 2, Body::PrePrepare { view: 0, seq: 5, batch: batch_of(1) });
+    let out = h.input(2, Input::Message(frame));
+    assert_eq!(dropped(&out), vec![DropReason::OutsideWindow]);
+    let frame = h.frame(1, 2, Body::PrePrepare { view: 0, seq: 4, batch: batch_of(1) });
+    let out = h.input(2, Input::Message(frame));
+    assert!(dropped(&out).is_empty());
+    assert!(out.iter().any(|o| matches!(o, Output::Broadcast { .. })), "seq 4 is inside the window: prepare sent");
+}
+
+#[test]
+fn a_checkpoint_is_not_stable_with_fewer_than_a_quorum_of_shares() {
+    // Only replicas 1 and 2 run; 3 and 4 are cut: no prepare quorum, no
+    // commit, nothing stable. Then 3 rejoins: a quorum of three commits and
+    // certifies, and block 2 becomes the stable checkpoint.
+    let mut h = Harness::new(4);
+    h.cut = vec![3, 4];
+    h.submit(1, 1);
+    h.submit(1, 2);
+    assert_eq!(h.replica(1).executed(), 0);
+    assert_eq!(h.replica(1).stable_seq(), 0);
+    h.cut = vec![4];
+    // The lost messages are re-sent after the resend interval.
+    h.tick_all(60);
+    assert_eq!(h.replica(1).executed(), 2);
+    assert_eq!(h.replica(1).stable_seq(), 2);
+}
+
+#[test]
+fn messages_from_another_channel_epoch_or_stranger_are_dropped_before_touching_state() {
+    let mut h = Harness::new(4);
+    let body = Body::Prepare { view: 0, seq: 1, digest: [1; 32] };
+    let ring = h.ring.clone();
+    let other_channel = seal("other", 1, 2, body.clone(), &[1], &ring.mac_keys(2), &ring.signer(2)).encode();
+    let old_epoch = seal(CHANNEL, 0, 2, body.clone(), &[1], &ring.mac_keys(2), &ring.signer(2)).encode();
+    let stranger = seal(CHANNEL, 1, 9, body.clone(), &[1], &ring.mac_keys(2), &ring.signer(2)).encode();
+    let mut forged = Frame::decode(&h.frame(2, 1, body.clone()), &Limits::default()).unwrap();
+    forged.body = Body::Prepare { view: 0, seq: 1, digest: [2; 32] };
+    let cases = [
+        (other_channel, DropReason::WrongChannel),
+        (old_epoch, DropReason::WrongEpoch),
+        (stranger, DropReason::UnknownSender),
+        (forged.encode(), DropReason::BadMac),
+        (vec![1, 2, 3], DropReason::Malformed),
+    ];
+    for (bytes, reason) in cases {
+        let out = h.input(1, Input::Message(bytes));
+        assert_eq!(dropped(&out), vec![reason]);
+    }
+}
+
+#[test]
+fn a_far_future_view_change_from_one_replica_does_not_move_anyone() {
+    let mut h = Harness::new(4);
+    let vc = ViewChange {
+        new_view: 1_000_000,
+        checkpoint: Certificate { seq: 0, header_hash: [7; 32], signatures: vec![] },
+        prepared: vec![],
+        preprepared: vec![],
+    };
+    let frame = h.frame(4, 1, Body::ViewChange(vc));
+    let out = h.input(1, Input::Message(frame));
+    assert_eq!(dropped(&out), vec![DropReason::WrongView]);
+    assert!(!h.replica(1).is_changing_view());
+    assert_eq!(h.replica(1).view(), 0);
+}
+
+#[test]
+fn f_plus_one_view_changes_make_a_replica_join() {
+    let mut h = Harness::new(4);
+    let vc = |v| ViewChange {
+        new_view: v,
+        checkpoint: Certificate { seq: 0, header_hash: [7; 32], signatures: vec![] },
+        prepared: vec![],
+        preprepared: vec![],
+    };
+    let f1 = h.frame(3, 1, Body::ViewChange(vc(1)));
+    h.input(1, Input::Message(f1));
+    assert!(!h.replica(1).is_changing_view(), "one view change is not enough (f = 1)");
+    let f2 = h.frame(4, 1, Body::ViewChange(vc(2)));
+    let out = h.input(1, Input::Message(f2));
+    assert!(h.replica(1).is_changing_view());
+    // It joins the smallest view the f+1 want.
+    assert!(out.iter().any(|o| matches!(o, Output::ViewChangeStarted { view: 1, reason: ViewChangeReason::Joined })));
+}
+
+#[test]
+fn a_restarted_backup_never_prepares_a_different_batch_for_the_same_view_and_seq() {
+    let mut h = Harness::new(4);
+    let first = h.frame(1, 2, Body::PrePrepare { view: 0, seq: 1, batch: batch_of(1) });
+    h.input(2, Input::Message(first));
+    // Crash and restart replica 2 from what it persisted.
+    let records = h.records[1].clone();
+    assert!(records.iter().any(|r| matches!(r, Durable::Vote { kind: VoteKind::Prepare, seq: 1, .. })));
+    h.replicas[1] = Harness::make(&h.ring, config(2, 4), &records);
+    // The (Byzantine) primary now proposes something else for seq 1.
+    let second = h.frame(1, 2, Body::PrePrepare { view: 0, seq: 1, batch: batch_of(2) });
+    let out = h.input(2, Input::Message(second));
+    assert!(!out.iter().any(|o| matches!(o, Output::Broadcast { .. })), "no second prepare: {out:?}");
+    assert_eq!(dropped(&out), vec![DropReason::Equivocation]);
+}
+
+#[test]
+fn votes_are_persisted_before_the_message_that_reveals_them() {
+    let mut h = Harness::new(4);
+    let frame = h.frame(1, 2, Body::PrePrepare { view: 0, seq: 1, batch: batch_of(1) });
+    let out = h.input(2, Input::Message(frame));
+    let persist = out.iter().position(|o| matches!(o, Output::Persist(r) if !r.is_empty()));
+    let send = out.iter().position(|o| matches!(o, Output::Broadcast { .. }));
+    assert!(persist.is_some() && send.is_some());
+    assert!(persist < send, "persist must come first: {out:?}");
+}
+
+#[test]
+fn duplicate_prepares_from_one_backup_count_once() {
+    // Replica 2 accepts the proposal; replica 3's prepare arrives three
+    // times: 2 must not reach prepared (needs primary + 2 distinct backups).
+    let mut h = Harness::new(4);
+    let pp = h.frame(1, 2, Body::PrePrepare { view: 0, seq: 1, batch: batch_of(1) });
+    h.input(2, Input::Message(pp));
+    let d = batch_of(1).digest();
+    let mut commits = 0;
+    for _ in 0..3 {
+        // Not a replay of the same bytes only: the same vote re-sealed.
+        let p = h.frame(3, 2, Body::Prepare { view: 0, seq: 1, digest: d });
+        let out = h.input(2, Input::Message(p));
+        commits += out.iter().filter(|o| matches!(o, Output::Broadcast { .. })).count();
+    }
+    // primary + 2 (itself) + 3 = 3 = quorum: prepared exactly once.
+    assert_eq!(commits, 1, "one commit broadcast");
+    let out = h.input(2, Input::Message(h.frame(4, 2, Body::Prepare { view: 0, seq: 1, digest: d })));
+    assert!(!out.iter().any(|o| matches!(o, Output::Broadcast { .. })), "no second commit");
+}
+
+#[test]
+fn a_new_view_keeps_the_batch_that_may_have_committed() {
+    // Replicas 1..3 prepared batch 5 at seq 1 in view 0 and 1 committed it;
+    // then the primary (1) is cut off and 2, 3, 4 change view. The new
+    // primary (2) must re-propose batch 5 at seq 1, and everyone commits it.
+    let mut h = Harness::new(4);
+    h.cut = vec![4];
+    h.input(1, Input::Request(make_envelope(1, 5, 8)));
+    h.tick_all(2);
+    assert_eq!(h.commits[0].len(), 1);
+    let committed = h.commits[0][0].clone();
+    h.cut = vec![1];
+    for id in [2, 3, 4] {
+        let out = h.input(id, Input::Tick);
+        let _ = out;
+    }
+    // Time out the silent primary on 2, 3, 4.
+    for _ in 0..1100 {
+        for id in [2, 3, 4] {
+            h.input(id, Input::Tick);
+        }
+        h.pump();
+    }
+    for id in [2, 3, 4] {
+        assert!(h.replica(id).view() >= 1, "replica {id} changed view");
+        let c = &h.commits[(id - 1) as usize];
+        assert!(!c.is_empty(), "replica {id} committed seq 1 after the view change");
+        assert_eq!(c[0], committed, "replica {id} kept the committed batch");
+    }
+}
+
+#[test]
+fn lying_prepared_claims_in_a_new_view_are_refused() {
+    // A new-view whose view changes claim nothing, but from only two
+    // senders: below a quorum, refused.
+    let mut h = Harness::new(4);
+    let mk = |sender: ReplicaId, ring: &std::sync::Arc<Keyring>| {
+        let vc = ViewChange {
+            new_view: 1,
+            checkpoint: Certificate { seq: 0, header_hash: [7; 32], signatures: vec![] },
+            prepared: vec![PreparedClaim { seq: 1, view: 0, batch: batch_of(9) }],
+            preprepared: vec![PrePreparedClaim { seq: 1, view: 0, digest: batch_of(9).digest() }],
+        };
+        let body = Body::ViewChange(vc.clone());
+        let bytes = Frame::authenticated_bytes(CHANNEL, 1, sender, &body);
+        message::SignedViewChange { sender, view_change: vc, signature: ring.signer(sender).sign(&bytes) }
+    };
+    let ring = h.ring.clone();
+    let nv = message::NewView { view: 1, view_changes: vec![mk(2, &ring), mk(3, &ring)] };
+    let out = h.input(3, Input::Message(h.frame(2, 3, Body::NewView(nv))));
+    assert_eq!(dropped(&out), vec![DropReason::InvalidNewView]);
+    // A view change whose signature is not its sender's is refused too.
+    let mut forged = mk(4, &ring);
+    forged.sender = 3;
+    let nv = message::NewView { view: 1, view_changes: vec![mk(2, &ring), forged, mk(1, &ring)] };
+    let out = h.input(4, Input::Message(h.frame(2, 4, Body::NewView(nv))));
+    assert_eq!(dropped(&out), vec![DropReason::InvalidNewView]);
+}
+
+#[test]
+fn a_full_pool_refuses_instead_of_growing() {
+    let mut h = Harness::new(4);
+    let mut cfg = config(2, 4);
+    cfg.pool_max = 2;
+    h.replicas[1] = Harness::make(&h.ring, cfg, &[]);
+    let mut refused = vec![];
+    for k in 0..4 {
+        let out = h.input(2, Input::Request(make_envelope(3, k, 8)));
+        refused.extend(out.into_iter().filter_map(|o| match o {
+            Output::Refused { reason } => Some(reason),
+            _ => None,
+        }));
+    }
+    assert_eq!(refused, vec![Refusal::PoolFull, Refusal::PoolFull]);
+    assert_eq!(h.replica(2).pool_len(), 2);
+}

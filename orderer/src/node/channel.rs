@@ -1,0 +1,438 @@
+//! The task that owns one channel's consensus core.
+//!
+//! One task per channel feeds the [`Replica`] its inputs (messages from the
+//! cluster links, ticks, client requests, fetched blocks) and carries out
+//! its outputs. Everything a batch of steps asks to persist is committed to
+//! the store in one transaction (group commit) before any message those
+//! steps produced leaves the node. No other code touches the replica: one
+//! owner of state per channel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::consensus::codec::{DecodeError, Reader, Writer};
+use crate::consensus::{
+    Block, Certificate, CertifiedBlock, Input, Limits, Output, Refusal, Replica, ReplicaId, Seq, Stats, Tip, TxId,
+    Validator,
+};
+use crate::storage::{Store, StoreError, WriteBatch};
+
+/// Inputs drained per group commit, at most.
+const INPUTS_PER_COMMIT_MAX: usize = 512;
+/// Blocks served per state-transfer request, at most.
+const SERVE_BLOCKS_MAX: u64 = 64;
+/// Bytes of blocks served per state-transfer response, at most.
+const SERVE_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// Sends node-to-node frames. Implemented by the cluster links; never
+/// blocks (a full queue drops and counts).
+pub trait Transport: Send + Sync {
+    fn send(&self, to: ReplicaId, channel: &str, frame: Vec<u8>);
+    fn broadcast(&self, channel: &str, frame: Vec<u8>);
+}
+
+/// What travels on a channel between two nodes: a consensus frame, or a
+/// state-transfer request or response.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Wire {
+    Consensus(Vec<u8>),
+    FetchRequest { from: Seq, to: Seq },
+    FetchResponse(Vec<CertifiedBlock>),
+}
+
+impl Wire {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        match self {
+            Wire::Consensus(bytes) => {
+                w.u8(0).raw(bytes);
+            }
+            Wire::FetchRequest { from, to } => {
+                w.u8(1).u64(*from).u64(*to);
+            }
+            Wire::FetchResponse(blocks) => {
+                w.u8(2).u32(blocks.len() as u32);
+                for b in blocks {
+                    w.bytes(&b.block.encode()).bytes(&b.certificate.to_bytes());
+                }
+            }
+        }
+        w.finish()
+    }
+
+    pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Self, DecodeError> {
+        let Some((tag, rest)) = bytes.split_first() else { return Err(DecodeError::Truncated { needed: 1 }) };
+        match tag {
+            0 => Ok(Wire::Consensus(rest.to_vec())),
+            1 => {
+                let mut r = Reader::new(rest);
+                let w = Wire::FetchRequest { from: r.u64()?, to: r.u64()? };
+                r.finish()?;
+                Ok(w)
+            }
+            2 => {
+                let mut r = Reader::new(rest);
+                let count = r.count("fetched blocks", SERVE_BLOCKS_MAX as usize)?;
+                let mut blocks = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let block = Block::decode(&r.bytes("block", SERVE_BYTES_MAX)?, limits)?;
+                    let certificate = Certificate::from_bytes(&r.bytes("certificate", 64 * 1024)?, limits)?;
+                    blocks.push(CertifiedBlock { block, certificate });
+                }
+                r.finish()?;
+                Ok(Wire::FetchResponse(blocks))
+            }
+            tag => Err(DecodeError::UnknownTag { what: "wire", tag: *tag }),
+        }
+    }
+}
+
+/// The answer to a submitted envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitResult {
+    Accepted {
+        tx_id: TxId,
+    },
+    Refused(Refusal),
+    /// The channel task is gone (shutting down).
+    Unavailable,
+}
+
+/// A snapshot of the channel for the API and metrics.
+#[derive(Clone, Debug, Default)]
+pub struct Status {
+    pub height: Seq,
+    pub certified: Seq,
+    /// Envelopes in the stored ledger.
+    pub envelopes: u64,
+    pub view: u64,
+    pub primary: ReplicaId,
+    pub changing_view: bool,
+    pub pool: usize,
+    pub in_flight: usize,
+    pub stats: Stats,
+}
+
+enum Request {
+    Submit(Vec<u8>, oneshot::Sender<SubmitResult>),
+    Stop,
+}
+
+/// A handle on a running channel task.
+#[derive(Clone)]
+pub struct ChannelHandle {
+    pub name: String,
+    requests: mpsc::Sender<Request>,
+    inbound: mpsc::Sender<(ReplicaId, Vec<u8>)>,
+    status: watch::Receiver<Status>,
+}
+
+impl ChannelHandle {
+    /// Submits an envelope; answers once the core admitted or refused it.
+    pub async fn submit(&self, envelope: Vec<u8>) -> SubmitResult {
+        let (tx, rx) = oneshot::channel();
+        if self.requests.try_send(Request::Submit(envelope, tx)).is_err() {
+            return SubmitResult::Refused(Refusal::PoolFull);
+        }
+        rx.await.unwrap_or(SubmitResult::Unavailable)
+    }
+
+    /// Hands a frame received from `from` on this channel to the task; drops
+    /// it when the task's queue is full (consensus recovers by resending).
+    pub fn deliver(&self, from: ReplicaId, frame: Vec<u8>) -> bool {
+        self.inbound.try_send((from, frame)).is_ok()
+    }
+
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    pub async fn stop(&self) {
+        let _ = self.requests.send(Request::Stop).await;
+    }
+}
+
+/// Everything a channel task needs.
+pub struct ChannelParams {
+    pub config: crate::consensus::Config,
+    pub crypto: Box<dyn crate::consensus::Crypto + Send>,
+    pub macs: crate::consensus::MacKeys,
+    pub validator: Box<dyn Validator + Send>,
+    pub store: Arc<Store>,
+    pub transport: Arc<dyn Transport>,
+    pub tick: Duration,
+    pub queue_max: usize,
+}
+
+/// Why a channel task could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("consensus configuration refused: {0}")]
+    Config(String),
+}
+
+/// Recovers the channel's state from the store and starts its task.
+pub fn spawn(params: ChannelParams) -> Result<(ChannelHandle, tokio::task::JoinHandle<()>), ChannelError> {
+    let channel = params.config.channel.clone();
+    let store = params.store.clone();
+    store.create_channel(&channel)?;
+    let tip = recover_tip(&store, &channel, &params.config, &*params.validator)?;
+    let records = store.durable(&channel)?;
+    let replica = Replica::new(params.config, params.crypto, params.macs, params.validator, tip, &records)
+        .map_err(ChannelError::Config)?;
+    let (req_tx, req_rx) = mpsc::channel(params.queue_max);
+    let (in_tx, in_rx) = mpsc::channel(params.queue_max);
+    let (status_tx, status_rx) = watch::channel(Status::default());
+    let task = Task {
+        replica,
+        store,
+        transport: params.transport,
+        channel: channel.clone(),
+        status: status_tx,
+        certified: 0,
+        envelopes: 0,
+        limits: Limits::default(),
+    };
+    let join = tokio::spawn(task.run(req_rx, in_rx, params.tick));
+    Ok((ChannelHandle { name: channel, requests: req_tx, inbound: in_tx, status: status_rx }, join))
+}
+
+/// Where the ledger stands, read back from the store.
+fn recover_tip(
+    store: &Store,
+    channel: &str,
+    cfg: &crate::consensus::Config,
+    validator: &dyn Validator,
+) -> Result<Tip, StoreError> {
+    let height = store.height(channel)?;
+    let mut tip = Tip::genesis(cfg.genesis_hash);
+    if height == 0 {
+        return Ok(tip);
+    }
+    tip.executed = height;
+    let oldest = height.saturating_sub(cfg.dedup_window_blocks.max(4 * cfg.window)) + 1;
+    for n in oldest..=height {
+        let Some(block) = store.block(channel, n)? else { continue };
+        if n == height {
+            tip.header_hash = block.header_hash;
+        }
+        match store.certificate(channel, n)? {
+            Some(cert) if n % cfg.checkpoint_interval == 0 => tip.stable = cert,
+            Some(_) => {}
+            None => tip.uncertified.push((n, block.header_hash)),
+        }
+        if n + cfg.dedup_window_blocks > height {
+            tip.recent.push((n, block.envelopes.iter().filter_map(|e| validator.tx_id(e)).collect()));
+        }
+    }
+    Ok(tip)
+}
+
+struct Task {
+    replica: Replica,
+    store: Arc<Store>,
+    transport: Arc<dyn Transport>,
+    channel: String,
+    status: watch::Sender<Status>,
+    certified: Seq,
+    envelopes: u64,
+    limits: Limits,
+}
+
+/// What a group of steps produced, waiting for the group commit.
+#[derive(Default)]
+struct Pending {
+    batch: WriteBatch,
+    sends: Vec<(Option<ReplicaId>, Vec<u8>)>,
+    replies: Vec<(oneshot::Sender<SubmitResult>, SubmitResult)>,
+    fetches: Vec<(Seq, Seq)>,
+}
+
+impl Task {
+    async fn run(
+        mut self,
+        mut requests: mpsc::Receiver<Request>,
+        mut inbound: mpsc::Receiver<(ReplicaId, Vec<u8>)>,
+        tick: Duration,
+    ) {
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.envelopes = self.store.tx_count(&self.channel).unwrap_or(0);
+        self.publish_status();
+        loop {
+            let mut pending = Pending::default();
+            tokio::select! {
+                r = requests.recv() => match r {
+                    Some(Request::Submit(env, reply)) => self.submit(env, reply, &mut pending),
+                    Some(Request::Stop) | None => break,
+                },
+                m = inbound.recv() => match m {
+                    Some((from, frame)) => self.receive(from, frame, &mut pending),
+                    None => break,
+                },
+                _ = ticker.tick() => self.step(Input::Tick, &mut pending, None),
+            }
+            // Drain what else is waiting, up to a bound, into the same commit.
+            for _ in 0..INPUTS_PER_COMMIT_MAX {
+                if let Ok(Request::Submit(env, reply)) = requests.try_recv() {
+                    self.submit(env, reply, &mut pending);
+                } else if let Ok((from, frame)) = inbound.try_recv() {
+                    self.receive(from, frame, &mut pending);
+                } else {
+                    break;
+                }
+            }
+            if let Err(e) = self.flush(pending).await {
+                tracing::error!(channel = %self.channel, error = %e, "storage failed; stopping the channel rather than vote without durability");
+                break;
+            }
+        }
+        tracing::info!(channel = %self.channel, "channel task stopped");
+    }
+
+    fn submit(&mut self, envelope: Vec<u8>, reply: oneshot::Sender<SubmitResult>, pending: &mut Pending) {
+        self.step(Input::Request(envelope), pending, Some(reply));
+    }
+
+    fn receive(&mut self, from: ReplicaId, frame: Vec<u8>, pending: &mut Pending) {
+        match Wire::decode(&frame, &self.limits) {
+            Ok(Wire::Consensus(bytes)) => self.step(Input::Message(bytes), pending, None),
+            Ok(Wire::FetchRequest { from: lo, to: hi }) => self.serve(from, lo, hi),
+            Ok(Wire::FetchResponse(blocks)) => self.step(Input::Blocks(blocks), pending, None),
+            Err(e) => tracing::debug!(channel = %self.channel, from, error = %e, "malformed frame dropped"),
+        }
+    }
+
+    /// Serves a state-transfer request from the store (bounded).
+    fn serve(&self, to: ReplicaId, from: Seq, upto: Seq) {
+        let mut blocks = Vec::new();
+        let mut bytes = 0;
+        for n in from..=upto.min(from.saturating_add(SERVE_BLOCKS_MAX - 1)) {
+            let (Ok(Some(block)), Ok(Some(certificate))) =
+                (self.store.block(&self.channel, n), self.store.certificate(&self.channel, n))
+            else {
+                break;
+            };
+            bytes += block.envelopes.iter().map(Vec::len).sum::<usize>();
+            blocks.push(CertifiedBlock { block, certificate });
+            if bytes >= SERVE_BYTES_MAX {
+                break;
+            }
+        }
+        if !blocks.is_empty() {
+            self.transport.send(to, &self.channel, Wire::FetchResponse(blocks).encode());
+        }
+    }
+
+    fn step(&mut self, input: Input, pending: &mut Pending, mut reply: Option<oneshot::Sender<SubmitResult>>) {
+        for output in self.replica.step(input) {
+            match output {
+                Output::Send { to, frame } => pending.sends.push((Some(to), Wire::Consensus(frame).encode())),
+                Output::Broadcast { frame } => pending.sends.push((None, Wire::Consensus(frame).encode())),
+                Output::Persist(records) => pending.batch.durable.extend(records),
+                Output::Commit(block) => {
+                    let ids: Vec<TxId> = block.envelopes.iter().filter_map(|e| self.replica_tx_id(e)).collect();
+                    tracing::info!(channel = %self.channel, block = block.number, envelopes = block.envelopes.len(), "block committed");
+                    pending.batch.blocks.push((block, ids));
+                }
+                Output::Certified(cert) => {
+                    self.certified = self.certified.max(cert.seq);
+                    pending.batch.certificates.push(cert);
+                }
+                Output::Fetch { from, to } => pending.fetches.push((from, to)),
+                Output::Admitted { tx_id } => {
+                    if let Some(r) = reply.take() {
+                        pending.replies.push((r, SubmitResult::Accepted { tx_id }));
+                    }
+                }
+                Output::Refused { reason } => {
+                    if let Some(r) = reply.take() {
+                        pending.replies.push((r, SubmitResult::Refused(reason)));
+                    }
+                }
+                Output::ViewChangeStarted { view, reason } => {
+                    tracing::info!(channel = %self.channel, view, reason = reason.as_str(), "view change started");
+                }
+                Output::NewViewInstalled { view, primary } => {
+                    tracing::info!(channel = %self.channel, view, primary, "new view installed");
+                }
+                Output::Dropped { reason } => {
+                    tracing::debug!(channel = %self.channel, reason = reason.as_str(), "message dropped");
+                }
+                Output::ForkDetected { seq } => {
+                    tracing::error!(channel = %self.channel, block = seq, "a quorum certified a different block: more than f consenters are faulty");
+                }
+            }
+        }
+    }
+
+    fn replica_tx_id(&self, envelope: &[u8]) -> Option<TxId> {
+        self.replica.tx_id(envelope)
+    }
+
+    /// Group commit, then the sends and answers that depended on it.
+    async fn flush(&mut self, pending: Pending) -> Result<(), StoreError> {
+        let Pending { batch, sends, replies, fetches } = pending;
+        let new_blocks = !batch.blocks.is_empty();
+        if !batch.is_empty() {
+            let store = self.store.clone();
+            let channel = self.channel.clone();
+            tokio::task::spawn_blocking(move || store.commit(&channel, &batch))
+                .await
+                .map_err(|e| StoreError::Database { path: "store".into(), detail: e.to_string() })??;
+        }
+        for (to, frame) in sends {
+            match to {
+                Some(to) => self.transport.send(to, &self.channel, frame),
+                None => self.transport.broadcast(&self.channel, frame),
+            }
+        }
+        for (from, to) in fetches {
+            let req = Wire::FetchRequest { from, to }.encode();
+            self.transport.broadcast(&self.channel, req);
+        }
+        for (reply, result) in replies {
+            let _ = reply.send(result);
+        }
+        if new_blocks {
+            self.envelopes = self.store.tx_count(&self.channel)?;
+        }
+        self.publish_status();
+        Ok(())
+    }
+
+    fn publish_status(&self) {
+        let r = &self.replica;
+        let status = Status {
+            height: r.executed(),
+            certified: self.certified,
+            envelopes: self.envelopes,
+            view: r.view(),
+            primary: r.primary_of(r.view()),
+            changing_view: r.is_changing_view(),
+            pool: r.pool_len(),
+            in_flight: r.in_flight(),
+            stats: r.stats().clone(),
+        };
+        self.status.send_replace(status);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_frames_round_trip_and_refuse_unknown_tags() {
+        let cases = [Wire::Consensus(vec![1, 2, 3]), Wire::FetchRequest { from: 3, to: 9 }];
+        for w in cases {
+            assert_eq!(Wire::decode(&w.encode(), &Limits::default()).unwrap(), w);
+        }
+        assert!(Wire::decode(&[9, 0], &Limits::default()).is_err());
+        assert!(Wire::decode(&[], &Limits::default()).is_err());
+    }
+}

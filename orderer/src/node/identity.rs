@@ -1,0 +1,268 @@
+//! What the consensus core needs from the node's identity and the channel's
+//! configuration: the signer and verifier of the slow path (the consenters'
+//! certificate keys), the pairwise MAC keys of the fast path (X25519 + HKDF),
+//! the envelope validator (channels + ca-tools), and the core's parameters.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ca_tools::{PublicKey, SigningKey};
+use channels::envelope::{decode_envelope, verify_envelope, ChannelTrust};
+use channels::ChannelConfig;
+use hkdf::Hkdf;
+use sha2::Sha256;
+use thiserror::Error;
+use x25519_dalek::{PublicKey as XPublic, StaticSecret};
+
+use crate::consensus::{Config, Crypto, Digest, Limits, MacKeys, ReplicaId, TxId, Validator};
+
+/// Why a channel cannot be run by this node.
+#[derive(Debug, Error)]
+pub enum IdentityError {
+    #[error("this node (consenter id {0}) is not a consenter of channel {1}")]
+    NotAConsenter(u32, String),
+    #[error("the identity certificate of consenter {id} is unusable: {detail}")]
+    BadConsenterCert { id: u32, detail: String },
+    #[error("consenter {id} has no valid X25519 MAC public key in the channel configuration (run `orderer keygen` for it and rebuild the genesis block)")]
+    NoMacKey { id: u32 },
+    #[error("this node's signing key does not match its certificate in channel {0}: check node.msp_dir")]
+    KeyMismatch(String),
+    #[error("MAC key file {path}: {detail}")]
+    MacKeyFile { path: String, detail: String },
+    #[error("channel configuration: {0}")]
+    Config(String),
+}
+
+/// Signs with this node's identity key; verifies with the consenters'.
+pub struct NodeCrypto {
+    key: SigningKey,
+    consenters: BTreeMap<ReplicaId, PublicKey>,
+}
+
+impl NodeCrypto {
+    pub fn new(key: SigningKey, config: &ChannelConfig, me: ReplicaId) -> Result<Self, IdentityError> {
+        let mut consenters = BTreeMap::new();
+        for c in &config.consenters {
+            let pk = PublicKey::from_cert(c.identity_cert.as_bytes())
+                .map_err(|e| IdentityError::BadConsenterCert { id: c.id, detail: e.to_string() })?;
+            consenters.insert(c.id, pk);
+        }
+        let mine = consenters.get(&me).ok_or_else(|| IdentityError::NotAConsenter(me, config.channel_id.clone()))?;
+        if mine.to_bytes() != key.public_key().to_bytes() {
+            return Err(IdentityError::KeyMismatch(config.channel_id.clone()));
+        }
+        Ok(Self { key, consenters })
+    }
+}
+
+impl Crypto for NodeCrypto {
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        match self.key.sign(message) {
+            Ok(sig) => sig,
+            Err(e) => {
+                // An empty signature verifies nowhere: the vote is lost, not forged.
+                tracing::error!(error = %e, "signing failed");
+                Vec::new()
+            }
+        }
+    }
+
+    fn verify(&self, signer: ReplicaId, message: &[u8], signature: &[u8]) -> bool {
+        self.consenters.get(&signer).is_some_and(|k| k.verify(message, signature).is_ok())
+    }
+}
+
+/// Validates client envelopes for one channel.
+pub struct EnvelopeValidator {
+    trust: ChannelTrust,
+    bytes_max: usize,
+}
+
+impl EnvelopeValidator {
+    pub fn new(config: &ChannelConfig) -> Result<Self, IdentityError> {
+        let trust = ChannelTrust::new(config).map_err(|e| IdentityError::Config(e.to_string()))?;
+        let bytes_max = config.batch.as_ref().map_or(10 << 20, |b| b.absolute_max_bytes as usize);
+        Ok(Self { trust, bytes_max })
+    }
+}
+
+/// Parses Fabric's hex tx id into 32 bytes.
+pub fn parse_tx_id(hex_id: &str) -> Option<TxId> {
+    let bytes = hex::decode(hex_id).ok()?;
+    bytes.try_into().ok()
+}
+
+impl Validator for EnvelopeValidator {
+    fn validate(&self, envelope: &[u8]) -> Result<TxId, String> {
+        let v =
+            verify_envelope(envelope, &self.trust, ca_tools::now_unix(), self.bytes_max).map_err(|e| e.to_string())?;
+        parse_tx_id(&v.tx_id).ok_or_else(|| "tx id is not 64 hex digits".to_string())
+    }
+
+    fn tx_id(&self, envelope: &[u8]) -> Option<TxId> {
+        let d = decode_envelope(envelope, self.bytes_max).ok()?;
+        parse_tx_id(&d.channel_header.tx_id)
+    }
+}
+
+/// Loads this node's X25519 MAC key, creating it (mode 0600) if missing.
+pub fn load_or_create_mac_key(path: &Path) -> Result<StaticSecret, IdentityError> {
+    let err = |detail: String| IdentityError::MacKeyFile { path: path.display().to_string(), detail };
+    if path.exists() {
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let bytes: [u8; 32] = hex::decode(text.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| err("expected 64 hex digits".into()))?;
+        return Ok(StaticSecret::from(bytes));
+    }
+    let secret = StaticSecret::random_from_rng(rand_core::OsRng);
+    write_secret(path, &hex::encode(secret.to_bytes())).map_err(|e| err(e.to_string()))?;
+    let public = XPublic::from(&secret);
+    let pub_path = path.with_extension("pub");
+    std::fs::write(&pub_path, hex::encode(public.as_bytes())).map_err(|e| err(e.to_string()))?;
+    Ok(secret)
+}
+
+fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)?.write_all(text.as_bytes())
+}
+
+/// The public half of a MAC key, as written into `mac.pub`.
+pub fn mac_public_hex(secret: &StaticSecret) -> String {
+    hex::encode(XPublic::from(secret).as_bytes())
+}
+
+/// Pairwise MAC keys of `me` for `epoch`: for each peer, HKDF-SHA-256 over
+/// the X25519 shared secret, bound to the channel, the epoch and both ids
+/// (the same key on both sides).
+pub fn mac_keys(
+    config: &ChannelConfig,
+    epoch: u64,
+    me: ReplicaId,
+    secret: &StaticSecret,
+) -> Result<MacKeys, IdentityError> {
+    let mut keys = BTreeMap::new();
+    for c in &config.consenters {
+        let public: [u8; 32] =
+            c.mac_public_key.as_slice().try_into().map_err(|_| IdentityError::NoMacKey { id: c.id })?;
+        if c.id == me {
+            if XPublic::from(secret).as_bytes() != &public {
+                return Err(IdentityError::MacKeyFile {
+                    path: "node.mac_key_file".into(),
+                    detail: format!(
+                        "its public key is not the one channel {} lists for consenter {me}",
+                        config.channel_id
+                    ),
+                });
+            }
+            continue;
+        }
+        let shared = secret.diffie_hellman(&XPublic::from(public));
+        keys.insert(c.id, derive_pair_key(shared.as_bytes(), &config.channel_id, epoch, me, c.id));
+    }
+    Ok(MacKeys::new(keys))
+}
+
+fn derive_pair_key(shared: &[u8; 32], channel: &str, epoch: u64, a: ReplicaId, b: ReplicaId) -> Digest {
+    let (lo, hi) = (a.min(b), a.max(b));
+    let mut info = Vec::with_capacity(channel.len() + 24);
+    info.extend_from_slice(b"bftorderer/mac-key/v1\0");
+    info.extend_from_slice(channel.as_bytes());
+    info.extend_from_slice(&epoch.to_be_bytes());
+    info.extend_from_slice(&lo.to_be_bytes());
+    info.extend_from_slice(&hi.to_be_bytes());
+    let mut out = [0u8; 32];
+    // ok: HKDF-SHA-256 can always expand 32 bytes.
+    let _ = Hkdf::<Sha256>::new(None, shared).expand(&info, &mut out);
+    out
+}
+
+/// The consensus core's parameters for `me` from the channel configuration;
+/// millisecond timeouts become ticks of `tick_ms`.
+pub fn consensus_config(
+    config: &ChannelConfig,
+    me: ReplicaId,
+    epoch: u64,
+    genesis_hash: Digest,
+    tick_ms: u64,
+    pool_max: usize,
+) -> Result<Config, IdentityError> {
+    let batch = config.batch.clone().unwrap_or_default();
+    let bft = config.bft.clone().unwrap_or_default();
+    let ticks = |ms: u64| (ms / tick_ms.max(1)).max(1);
+    let members: Vec<ReplicaId> = config.consenters.iter().map(|c| c.id).collect();
+    if !members.contains(&me) {
+        return Err(IdentityError::NotAConsenter(me, config.channel_id.clone()));
+    }
+    let heartbeat = ticks(bft.leader_heartbeat_ms);
+    let cfg = Config {
+        channel: config.channel_id.clone(),
+        epoch,
+        me,
+        members,
+        genesis_hash,
+        window: bft.pipeline_window.max(1),
+        checkpoint_interval: bft.checkpoint_interval.max(1),
+        batch_count_max: batch.max_message_count.max(1) as usize,
+        batch_bytes_max: batch.absolute_max_bytes.max(1) as usize,
+        batch_bytes_preferred: batch.preferred_max_bytes.max(1) as usize,
+        batch_timeout_ticks: ticks(batch.batch_timeout_ms),
+        forward_timeout_ticks: ticks(bft.request_forward_timeout_ms),
+        complain_timeout_ticks: ticks(bft.request_complain_timeout_ms),
+        view_change_timeout_ticks: ticks(bft.view_change_timeout_ms),
+        heartbeat_interval_ticks: heartbeat,
+        heartbeat_timeout_ticks: heartbeat * 5,
+        resend_interval_ticks: (heartbeat * 5).max(ticks(500)),
+        pool_max,
+        dedup_window_blocks: 10_000,
+        limits: Limits {
+            envelope_bytes_max: batch.absolute_max_bytes.max(1) as usize,
+            batch_envelopes_max: batch.max_message_count.max(1) as usize,
+            ..Limits::default()
+        },
+        #[cfg(feature = "mutants")]
+        mutant: None,
+    };
+    cfg.check().map_err(IdentityError::Config)?;
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_sides_of_a_pair_derive_the_same_mac_key_and_other_pairs_differ() {
+        let secrets: Vec<StaticSecret> = (0..3).map(|i| StaticSecret::from([i as u8 + 1; 32])).collect();
+        let mut config = ChannelConfig { channel_id: "ch".into(), ..Default::default() };
+        for (i, s) in secrets.iter().enumerate() {
+            config.consenters.push(channels::config::Consenter {
+                id: i as u32 + 1,
+                mac_public_key: XPublic::from(s).as_bytes().to_vec(),
+                ..Default::default()
+            });
+        }
+        let k1 = mac_keys(&config, 1, 1, &secrets[0]).unwrap();
+        let k2 = mac_keys(&config, 1, 2, &secrets[1]).unwrap();
+        let k3 = mac_keys(&config, 1, 3, &secrets[2]).unwrap();
+        assert_eq!(k1.mac(2, b"m"), k2.mac(1, b"m"));
+        assert_eq!(k1.mac(3, b"m"), k3.mac(1, b"m"));
+        assert_ne!(k1.mac(2, b"m"), k1.mac(3, b"m"));
+        let other_epoch = mac_keys(&config, 2, 1, &secrets[0]).unwrap();
+        assert_ne!(k1.mac(2, b"m"), other_epoch.mac(2, b"m"), "keys are bound to the epoch");
+        // A node whose key is not the one the channel lists refuses to run.
+        assert!(mac_keys(&config, 1, 1, &secrets[1]).is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! The node: the runtime around the consensus core (channel tasks, storage,
+//! cluster links, API).
+
+pub mod api;
+pub mod channel;
+pub mod client;
+pub mod dev;
+pub mod identity;
+pub mod ops;
+pub mod server;
+
+pub use channel::{spawn, ChannelHandle, ChannelParams, Status, SubmitResult, Transport, Wire};

@@ -1,0 +1,278 @@
+//! `orderer start`: loads identity and channels, opens the store, starts the
+//! cluster links, one task per channel, the peer API and the operations
+//! endpoint.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ca_tools::{Msp, OrgTrust, TlsIdentity};
+use channels::envelope::ChannelTrust;
+use channels::proto::common::Block as PbBlock;
+use channels::ChannelConfig;
+use prost::Message;
+use thiserror::Error;
+
+use super::api::{self, ApiState, ChannelEntry, TlsListener};
+use super::channel::{self, ChannelParams, Transport};
+use super::identity::{self, EnvelopeValidator, NodeCrypto};
+use super::ops::{self, LinkStats, OpsState};
+use crate::config::NodeConfig;
+use crate::consensus::ReplicaId;
+use crate::net::{ConsenterId, Inbound, LinkConfig, Links, PeerEndpoint};
+use crate::storage::Store;
+
+/// The first epoch of every channel (key rotation, later, moves it).
+pub const FIRST_EPOCH: u64 = 1;
+/// Largest genesis block read from the bootstrap folder.
+const GENESIS_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// Why the node could not start.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error("identity: {0}")]
+    Pki(#[from] ca_tools::PkiError),
+    #[error("{0}")]
+    Identity(#[from] identity::IdentityError),
+    #[error("{0}")]
+    Store(#[from] crate::storage::StoreError),
+    #[error("channel {channel}: {detail}")]
+    Channel { channel: String, detail: String },
+    #[error("bootstrap folder {path}: {detail}")]
+    Bootstrap { path: String, detail: String },
+    #[error("cluster links: {0}")]
+    Net(String),
+    #[error("cannot listen on {addr} for the {what}: {detail}")]
+    Listen { what: &'static str, addr: String, detail: String },
+    #[error("this node (consenter id {0}) is not a consenter of any channel in the bootstrap folder: nothing to do")]
+    NoChannels(u32),
+}
+
+/// The channels this node runs, from the genesis blocks in `dir`.
+pub fn read_bootstrap(dir: &Path) -> Result<Vec<(PbBlock, ChannelConfig)>, NodeError> {
+    let err = |detail: String| NodeError::Bootstrap { path: dir.display().to_string(), detail };
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(err(e.to_string())),
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
+    paths.sort();
+    for path in paths {
+        let bytes = channels::files::read_bounded(&path, GENESIS_BYTES_MAX).map_err(|e| err(e.to_string()))?;
+        let block =
+            PbBlock::decode(bytes.as_slice()).map_err(|e| err(format!("{}: not a block: {e}", path.display())))?;
+        let config = channels::config_from_genesis(&block).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        out.push((block, config));
+    }
+    Ok(out)
+}
+
+/// Sends consensus frames over the cluster links.
+struct LinkTransport(Links);
+
+impl Transport for LinkTransport {
+    fn send(&self, to: ReplicaId, channel: &str, frame: Vec<u8>) {
+        self.0.send(to, channel, frame.into());
+    }
+    fn broadcast(&self, channel: &str, frame: Vec<u8>) {
+        self.0.broadcast(channel, frame.into());
+    }
+}
+
+struct LinkFigures(Links);
+
+impl LinkStats for LinkFigures {
+    fn peers(&self) -> Vec<(u32, bool, usize, u64)> {
+        self.0.stats().into_iter().map(|p| (p.id, p.connected, p.queue_len, p.dropped)).collect()
+    }
+}
+
+/// Every org's trust anchors with its TLS roots as the roots: what client
+/// TLS certificates are checked against.
+fn tls_trust(config: &ChannelConfig) -> Result<Vec<OrgTrust>, NodeError> {
+    config
+        .orgs
+        .iter()
+        .map(|o| OrgTrust::new(&o.msp_id, &o.tls_root_certs, &[], &o.crls))
+        .collect::<Result<_, _>>()
+        .map_err(NodeError::Pki)
+}
+
+fn consenter_endpoints(channels: &[(PbBlock, ChannelConfig)], me: u32) -> Result<Vec<PeerEndpoint>, NodeError> {
+    let mut peers: BTreeMap<u32, PeerEndpoint> = BTreeMap::new();
+    for (_, cfg) in channels {
+        for c in &cfg.consenters {
+            if c.id == me || peers.contains_key(&c.id) {
+                continue;
+            }
+            let der = ca_tools::pemutil::cert_der(c.tls_cert.as_bytes()).map_err(|e| NodeError::Channel {
+                channel: cfg.channel_id.clone(),
+                detail: format!("consenter {} TLS certificate: {e}", c.id),
+            })?;
+            peers.insert(
+                c.id,
+                PeerEndpoint {
+                    id: c.id,
+                    addr: format!("{}:{}", c.host, c.port),
+                    server_name: c.host.clone(),
+                    tls_cert_der: der,
+                },
+            );
+        }
+    }
+    Ok(peers.into_values().collect())
+}
+
+/// Runs the node until the process is stopped.
+pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
+    let me = cfg.node.id;
+    // Fails early, with a clear message, if the identity is unusable.
+    Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?;
+    let tls = TlsIdentity::load(&cfg.node.tls_dir)?;
+    let mac_secret = identity::load_or_create_mac_key(&cfg.node.mac_key_file)?;
+    std::fs::create_dir_all(&cfg.node.data_dir)
+        .map_err(|e| NodeError::Bootstrap { path: cfg.node.data_dir.display().to_string(), detail: e.to_string() })?;
+    let store = Arc::new(Store::open(&cfg.node.data_dir.join("ledger.redb"))?);
+    let joined: Vec<(PbBlock, ChannelConfig)> =
+        read_bootstrap(&cfg.node.bootstrap_dir)?.into_iter().filter(|(_, c)| c.consenter(me).is_some()).collect();
+    if joined.is_empty() {
+        return Err(NodeError::NoChannels(me));
+    }
+
+    // Every org's TLS roots and CRLs, across the channels.
+    let mut tls_roots = Vec::new();
+    let mut crls = Vec::new();
+    for (_, c) in &joined {
+        for o in &c.orgs {
+            tls_roots.extend(o.tls_root_certs.iter().cloned());
+            crls.extend(o.crls.iter().cloned());
+        }
+    }
+    tls_roots.sort();
+    tls_roots.dedup();
+    crls.sort();
+    crls.dedup();
+    let server_config = Arc::new(ca_tools::server_config(&tls, &tls_roots, &crls)?);
+    let client_config = Arc::new(ca_tools::client_config(&tls, &tls_roots)?);
+
+    let listen = cfg.cluster.listen.parse().map_err(|e| NodeError::Net(format!("cluster.listen: {e}")))?;
+    let mut link_cfg =
+        LinkConfig::new(me, listen, consenter_endpoints(&joined, me)?, server_config.clone(), client_config);
+    link_cfg.frame_bytes_max = cfg.cluster.frame_bytes_max;
+    link_cfg.send_queue_max = cfg.cluster.send_queue_max;
+    link_cfg.reconnect_min_ms = cfg.cluster.reconnect_min_ms;
+    link_cfg.reconnect_max_ms = cfg.cluster.reconnect_max_ms;
+    if cfg.cluster.fault_delay_ms > 0 || cfg.cluster.fault_drop_per_mille > 0 {
+        tracing::warn!(
+            "cluster fault injection is ON (test setting): delay {} ms, drop {}‰",
+            cfg.cluster.fault_delay_ms,
+            cfg.cluster.fault_drop_per_mille
+        );
+        link_cfg.fault = Some(crate::net::FaultInjection {
+            delay_ms: cfg.cluster.fault_delay_ms,
+            drop_per_mille: cfg.cluster.fault_drop_per_mille.min(1000) as u16,
+            seed: None,
+        });
+    }
+    let (links, mut inbound) = Links::start(link_cfg).await.map_err(|e| NodeError::Net(e.to_string()))?;
+    let transport: Arc<dyn Transport> = Arc::new(LinkTransport(links.clone()));
+
+    let entries: Arc<RwLock<HashMap<String, Arc<ChannelEntry>>>> = Arc::new(RwLock::new(HashMap::new()));
+    for (genesis, config) in joined {
+        let name = config.channel_id.clone();
+        let genesis_hash = genesis.header.as_ref().map(|h| h.hash()).unwrap_or_default();
+        let consensus = identity::consensus_config(
+            &config,
+            me,
+            FIRST_EPOCH,
+            genesis_hash,
+            cfg.consensus.tick_ms,
+            cfg.consensus.pool_max,
+        )?;
+        // One copy of the identity key per channel task.
+        let key = Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?.key;
+        let crypto = NodeCrypto::new(key, &config, me)?;
+        let validator = EnvelopeValidator::new(&config)?;
+        let macs = identity::mac_keys(&config, FIRST_EPOCH, me, &mac_secret)?;
+        let (handle, _join) = channel::spawn(ChannelParams {
+            config: consensus,
+            crypto: Box::new(crypto),
+            macs,
+            validator: Box::new(validator),
+            store: store.clone(),
+            transport: transport.clone(),
+            tick: Duration::from_millis(cfg.consensus.tick_ms),
+            queue_max: cfg.consensus.queue_max,
+        })
+        .map_err(|e| NodeError::Channel { channel: name.clone(), detail: e.to_string() })?;
+        let trust = ChannelTrust::new(&config)
+            .map_err(|e| NodeError::Channel { channel: name.clone(), detail: e.to_string() })?;
+        let body_bytes_max = config.batch.as_ref().map_or(cfg.api.body_bytes_max, |b| b.absolute_max_bytes as usize);
+        let entry = ChannelEntry {
+            handle,
+            orgs: tls_trust(&config)?,
+            trust,
+            genesis,
+            epoch: FIRST_EPOCH,
+            body_bytes_max: body_bytes_max.min(cfg.api.body_bytes_max),
+            config,
+        };
+        tracing::info!(channel = %name, consenters = entry.config.consenters.len(), "joined channel");
+        if let Ok(mut map) = entries.write() {
+            map.insert(name, Arc::new(entry));
+        }
+    }
+
+    // Route frames from the links to their channel's task.
+    let routes = entries.clone();
+    tokio::spawn(async move {
+        while let Some(Inbound { from, channel, bytes }) = inbound.recv().await {
+            let entry = routes.read().ok().and_then(|m| m.get(&channel).cloned());
+            match entry {
+                Some(e) => {
+                    if !e.handle.deliver(from as ConsenterId, bytes) {
+                        tracing::debug!(%channel, from, "channel queue full; frame dropped");
+                    }
+                }
+                None => tracing::debug!(%channel, from, "frame for a channel this node has not joined"),
+            }
+        }
+    });
+
+    let api_state = ApiState { channels: entries.clone(), store: store.clone() };
+    let api_tls = {
+        // Clients present certificates of any org's TLS CA; authorisation per
+        // channel happens in the handlers.
+        let mut c = ca_tools::server_config(&tls, &tls_roots, &crls)?;
+        c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(c)
+    };
+    let api_listener = TlsListener::bind(&cfg.api.listen, api_tls).await.map_err(|e| NodeError::Listen {
+        what: "peer API",
+        addr: cfg.api.listen.clone(),
+        detail: e.to_string(),
+    })?;
+    let router = api::peer_router(api_state, cfg.api.body_bytes_max);
+    tokio::spawn(async move {
+        if let Err(e) = api::serve_peer_api(api_listener, router).await {
+            tracing::error!(error = %e, "peer API stopped");
+        }
+    });
+
+    let ops_state = OpsState { channels: entries.clone(), links: Arc::new(LinkFigures(links.clone())), node_id: me };
+    let ops_listener = tokio::net::TcpListener::bind(&cfg.operations.listen).await.map_err(|e| NodeError::Listen {
+        what: "operations endpoint",
+        addr: cfg.operations.listen.clone(),
+        detail: e.to_string(),
+    })?;
+    tracing::info!(node = me, cluster = %cfg.cluster.listen, api = %cfg.api.listen, operations = %cfg.operations.listen, "orderer started");
+    axum::serve(ops_listener, ops::router(ops_state)).await.map_err(|e| NodeError::Listen {
+        what: "operations endpoint",
+        addr: cfg.operations.listen.clone(),
+        detail: e.to_string(),
+    })?;
+    Ok(())
+}

@@ -1,0 +1,716 @@
+//! One simulated cluster run from one seed: network, clients, faults,
+//! crash-restart with what was persisted, Byzantine replicas, and the
+//! invariant checks after every step.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+
+use sha2::{Digest as _, Sha256};
+
+use super::adversary::{Adversary, Collusion, Strategy};
+use super::identity::{make_envelope, Keyring, SimValidator};
+use super::rng::Rng;
+use crate::consensus::message::Body;
+use crate::consensus::{
+    compact, Block, Certificate, CertifiedBlock, Config, Crypto, Digest, Durable, Frame, Input, Limits, Output,
+    Refusal, Replica, ReplicaId, Seq, Tip, TxId, Validator, VoteKind,
+};
+
+const CHANNEL: &str = "simchannel";
+const EPOCH: u64 = 1;
+/// Ticks of the fault phase; faults heal at its end.
+const FAULT_TICKS: u64 = 1_200;
+/// After healing, every admitted request must commit everywhere within this.
+const LIVENESS_TICKS: u64 = 6_000;
+/// A client resubmits a request not committed after this many ticks.
+const CLIENT_RETRY_TICKS: u64 = 400;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub seed: u64,
+    pub nodes: usize,
+    pub byzantine: usize,
+    pub strategies: Vec<Strategy>,
+    pub requests: usize,
+    pub trace: bool,
+    #[cfg(feature = "mutants")]
+    pub mutant: Option<crate::consensus::types::Mutant>,
+}
+
+/// What a run found.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub steps: u64,
+    pub blocks: u64,
+    pub view_changes: u64,
+    pub safety: Vec<String>,
+    pub liveness: Vec<String>,
+    pub description: String,
+}
+
+enum Payload {
+    Frame { bytes: Vec<u8> },
+    Blocks(Vec<CertifiedBlock>),
+}
+
+struct Event {
+    to: ReplicaId,
+    payload: Payload,
+}
+
+struct Node {
+    id: ReplicaId,
+    replica: Option<Replica>,
+    store: Vec<Durable>,
+    ledger: Vec<Block>,
+    certs: BTreeMap<Seq, Certificate>,
+    tx_seen: HashSet<TxId>,
+    adversary: Option<Adversary>,
+    /// Crash in the middle of the next step, after this many outputs.
+    crash_after: Option<usize>,
+}
+
+struct Net {
+    delay_max: u64,
+    drop_per_mille: u64,
+    dup_per_mille: u64,
+    cut: BTreeSet<(ReplicaId, ReplicaId)>,
+}
+
+#[derive(Clone, Debug)]
+enum Fault {
+    Isolate(ReplicaId),
+    Crash(ReplicaId),
+    Restart(ReplicaId),
+    SplitHalves,
+    OneWay(ReplicaId, ReplicaId),
+    HealNetwork,
+}
+
+struct Request {
+    envelope: Vec<u8>,
+    tx_id: TxId,
+    next_try: u64,
+    admitted_by_honest: bool,
+}
+
+/// A simulated cluster.
+pub struct Cluster {
+    sc: Scenario,
+    rng: Rng,
+    now: u64,
+    members: Vec<ReplicaId>,
+    keyring: Arc<Keyring>,
+    genesis_hash: Digest,
+    nodes: Vec<Node>,
+    honest: BTreeSet<ReplicaId>,
+    net: Net,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    events: HashMap<u64, Event>,
+    event_counter: u64,
+    faults: Vec<(u64, Fault)>,
+    requests: Vec<(u64, Request)>,
+    submitted: HashSet<TxId>,
+    collusion: Collusion,
+    canon: BTreeMap<Seq, Digest>,
+    votes_seen: HashMap<(ReplicaId, VoteKind, u64, u64), Digest>,
+    views_installed: BTreeSet<u64>,
+    report: Report,
+}
+
+impl Cluster {
+    pub fn new(sc: Scenario) -> Self {
+        let mut rng = Rng::new(sc.seed);
+        let n = sc.nodes;
+        let members: Vec<ReplicaId> = (1..=n as u32).collect();
+        let keyring = Keyring::new(&members, sc.seed);
+        let genesis_hash: Digest = Sha256::digest(format!("genesis-{}", sc.seed)).into();
+        let byz: BTreeSet<ReplicaId> = rng.choose(n, sc.byzantine.min(n)).into_iter().map(|i| members[i]).collect();
+        let honest: BTreeSet<ReplicaId> = members.iter().copied().filter(|m| !byz.contains(m)).collect();
+        // Side B of the split: every other honest replica.
+        let side_b: BTreeSet<ReplicaId> =
+            honest.iter().copied().enumerate().filter(|(i, _)| i % 2 == 1).map(|(_, m)| m).collect();
+        let net = Net {
+            delay_max: rng.range(1, 8),
+            drop_per_mille: *rng.pick(&[0, 0, 10, 30, 80]),
+            dup_per_mille: *rng.pick(&[0, 10, 50]),
+            cut: BTreeSet::new(),
+        };
+        let mut description = format!(
+            "seed={} n={} byzantine={:?} delay_max={} drop={}‰ dup={}‰",
+            sc.seed, n, byz, net.delay_max, net.drop_per_mille, net.dup_per_mille
+        );
+        let mut nodes = Vec::with_capacity(n);
+        for id in &members {
+            let adversary = byz.contains(id).then(|| {
+                let strategy = *rng.pick(&sc.strategies);
+                description.push_str(&format!(" {}={}", id, strategy.name()));
+                Adversary::new(
+                    strategy,
+                    *id,
+                    CHANNEL,
+                    EPOCH,
+                    &members,
+                    keyring.mac_keys(*id),
+                    keyring.signer(*id),
+                    side_b.clone(),
+                )
+            });
+            nodes.push(Node {
+                id: *id,
+                replica: None,
+                store: vec![],
+                ledger: vec![],
+                certs: BTreeMap::new(),
+                tx_seen: HashSet::new(),
+                adversary,
+                crash_after: None,
+            });
+        }
+        let mut c = Cluster {
+            rng,
+            now: 0,
+            members,
+            keyring,
+            genesis_hash,
+            nodes,
+            honest,
+            net,
+            queue: BinaryHeap::new(),
+            events: HashMap::new(),
+            event_counter: 0,
+            faults: vec![],
+            requests: vec![],
+            submitted: HashSet::new(),
+            collusion: Collusion::default(),
+            canon: BTreeMap::new(),
+            votes_seen: HashMap::new(),
+            views_installed: BTreeSet::new(),
+            report: Report::default(),
+            sc,
+        };
+        for i in 0..c.nodes.len() {
+            c.start(i);
+        }
+        c.plan_faults();
+        c.plan_requests();
+        c.report.description = description;
+        c
+    }
+
+    fn config(&self, me: ReplicaId) -> Config {
+        Config {
+            channel: CHANNEL.into(),
+            epoch: EPOCH,
+            me,
+            members: self.members.clone(),
+            genesis_hash: self.genesis_hash,
+            window: 8,
+            checkpoint_interval: 4,
+            batch_count_max: 8,
+            batch_bytes_max: 64 * 1024,
+            batch_bytes_preferred: 16 * 1024,
+            batch_timeout_ticks: 5,
+            forward_timeout_ticks: 60,
+            complain_timeout_ticks: 500,
+            view_change_timeout_ticks: 200,
+            heartbeat_interval_ticks: 25,
+            heartbeat_timeout_ticks: 150,
+            resend_interval_ticks: 50,
+            pool_max: 1000,
+            dedup_window_blocks: 64,
+            limits: Limits::default(),
+            #[cfg(feature = "mutants")]
+            mutant: self.sc.mutant,
+        }
+    }
+
+    /// Starts (or restarts) node `i` from its ledger and durable records.
+    fn start(&mut self, i: usize) {
+        let id = self.nodes[i].id;
+        let cfg = self.config(id);
+        let node = &mut self.nodes[i];
+        let executed = node.ledger.len() as Seq;
+        let header_hash = node.ledger.last().map(|b| b.header_hash).unwrap_or(self.genesis_hash);
+        let recent = node
+            .ledger
+            .iter()
+            .rev()
+            .take(cfg.dedup_window_blocks as usize)
+            .rev()
+            .map(|b| (b.number, b.envelopes.iter().filter_map(|e| SimValidator.tx_id(e)).collect()))
+            .collect();
+        let stable = node
+            .store
+            .iter()
+            .filter_map(|r| match r {
+                Durable::Stable(c) if c.seq <= executed => Some(c.clone()),
+                _ => None,
+            })
+            .max_by_key(|c| c.seq)
+            .unwrap_or(Certificate { seq: 0, header_hash: self.genesis_hash, signatures: vec![] });
+        let uncertified = node
+            .ledger
+            .iter()
+            .filter(|b| !node.certs.contains_key(&b.number))
+            .map(|b| (b.number, b.header_hash))
+            .collect();
+        let tip = Tip { executed, header_hash, recent, stable, uncertified };
+        match Replica::new(
+            cfg,
+            Box::new(self.keyring.signer(id)),
+            self.keyring.mac_keys(id),
+            Box::new(SimValidator),
+            tip,
+            &node.store,
+        ) {
+            Ok(r) => node.replica = Some(r),
+            Err(e) => self.report.safety.push(format!("node {id} could not start: {e}")),
+        }
+    }
+
+    fn trace(&self, what: impl FnOnce() -> String) {
+        if self.sc.trace {
+            println!("t={:>5} {}", self.now, what());
+        }
+    }
+
+    fn plan_faults(&mut self) {
+        let honest: Vec<ReplicaId> = self.honest.iter().copied().collect();
+        let count = self.rng.range(0, 6);
+        for _ in 0..count {
+            let at = self.rng.range(50, FAULT_TICKS - 100);
+            let victim = *self.rng.pick(&honest);
+            let fault = match self.rng.range(0, 4) {
+                0 => Fault::Isolate(victim),
+                1 => Fault::Crash(victim),
+                2 => Fault::SplitHalves,
+                3 => {
+                    let other = *self.rng.pick(&self.members);
+                    Fault::OneWay(victim, other)
+                }
+                _ => Fault::Crash(*self.rng.pick(&self.members)),
+            };
+            let duration = self.rng.range(50, 400);
+            let end = (at + duration).min(FAULT_TICKS);
+            match fault {
+                Fault::Crash(v) => self.faults.push((end, Fault::Restart(v))),
+                _ => self.faults.push((end, Fault::HealNetwork)),
+            }
+            self.faults.push((at, fault));
+        }
+        for m in self.members.clone() {
+            self.faults.push((FAULT_TICKS, Fault::Restart(m)));
+        }
+        self.faults.push((FAULT_TICKS, Fault::HealNetwork));
+        self.faults.sort_by_key(|(t, _)| *t);
+    }
+
+    fn plan_requests(&mut self) {
+        for k in 0..self.sc.requests {
+            let at = self.rng.range(0, FAULT_TICKS + 200);
+            let padding = self.rng.range(0, 200) as usize;
+            let envelope = make_envelope(self.rng.range(0, 3) as u32, k as u64, padding);
+            let tx_id = SimValidator.tx_id(&envelope).unwrap_or([0; 32]);
+            self.submitted.insert(tx_id);
+            self.requests.push((at, Request { envelope, tx_id, next_try: at, admitted_by_honest: false }));
+        }
+    }
+
+    /// Runs the scenario to the end; returns what it found.
+    pub fn run(mut self) -> Report {
+        self.trace(|| self.report.description.clone());
+        let end = FAULT_TICKS + LIVENESS_TICKS;
+        while self.now < end {
+            self.apply_faults();
+            self.submit_requests();
+            self.deliver_due();
+            for i in 0..self.nodes.len() {
+                self.step(i, Input::Tick);
+                let alive = self.nodes[i].replica.is_some();
+                let extra = match (&mut self.nodes[i].adversary, alive) {
+                    (Some(a), true) => a.on_tick(&mut self.rng),
+                    _ => vec![],
+                };
+                for (to, bytes) in extra {
+                    let id = self.nodes[i].id;
+                    self.transmit(id, to, bytes);
+                }
+            }
+            if !self.report.safety.is_empty() {
+                break;
+            }
+            if self.now > FAULT_TICKS && self.all_done() {
+                break;
+            }
+            self.now += 1;
+        }
+        if self.report.safety.is_empty() && !self.all_done() {
+            self.report.liveness.push(self.liveness_summary());
+        }
+        self.report.blocks = self.canon.len() as u64;
+        self.report.view_changes = self.views_installed.len() as u64;
+        self.report
+    }
+
+    fn all_done(&self) -> bool {
+        let needed: Vec<&TxId> =
+            self.requests.iter().filter(|(_, r)| r.admitted_by_honest).map(|(_, r)| &r.tx_id).collect();
+        let heights: BTreeSet<usize> = self.honest_nodes().map(|n| n.ledger.len()).collect();
+        heights.len() == 1 && self.honest_nodes().all(|n| needed.iter().all(|t| n.tx_seen.contains(*t)))
+    }
+
+    fn liveness_summary(&self) -> String {
+        let heights: Vec<String> = self
+            .honest_nodes()
+            .map(|n| {
+                let r = n.replica.as_ref();
+                format!(
+                    "{}:h={} v={} changing={} stable={} pool={}",
+                    n.id,
+                    n.ledger.len(),
+                    r.map_or(0, |r| r.view()),
+                    r.is_some_and(|r| r.is_changing_view()),
+                    r.map_or(0, |r| r.stable_seq()),
+                    r.map_or(0, |r| r.pool_len())
+                )
+            })
+            .collect();
+        let missing = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.admitted_by_honest && !self.honest_nodes().all(|n| n.tx_seen.contains(&r.tx_id)))
+            .count();
+        format!("seed {}: not live after healing: {missing} requests missing; {}", self.sc.seed, heights.join(" "))
+    }
+
+    fn honest_nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| self.honest.contains(&n.id))
+    }
+
+    fn index(&self, id: ReplicaId) -> usize {
+        (id - 1) as usize
+    }
+
+    fn apply_faults(&mut self) {
+        while let Some((at, _)) = self.faults.first() {
+            if *at > self.now {
+                break;
+            }
+            let (_, fault) = self.faults.remove(0);
+            self.trace(|| format!("fault {fault:?}"));
+            match fault {
+                Fault::Isolate(v) => {
+                    for m in self.members.clone() {
+                        if m != v {
+                            self.net.cut.insert((v, m));
+                            self.net.cut.insert((m, v));
+                        }
+                    }
+                }
+                Fault::SplitHalves => {
+                    let half = self.members.len() / 2;
+                    let (a, b) = self.members.split_at(half);
+                    for x in a {
+                        for y in b {
+                            self.net.cut.insert((*x, *y));
+                            self.net.cut.insert((*y, *x));
+                        }
+                    }
+                }
+                Fault::OneWay(from, to) => {
+                    if from != to {
+                        self.net.cut.insert((from, to));
+                    }
+                }
+                Fault::HealNetwork => {
+                    self.net.cut.clear();
+                    if self.now >= FAULT_TICKS {
+                        self.net.drop_per_mille = 0;
+                        self.net.dup_per_mille = 0;
+                    }
+                }
+                Fault::Crash(v) => {
+                    let i = self.index(v);
+                    if self.nodes[i].replica.is_some() {
+                        // Crash in the middle of a step, at a random output.
+                        let at = self.rng.range(0, 6) as usize;
+                        self.nodes[i].crash_after = Some(at);
+                    }
+                }
+                Fault::Restart(v) => {
+                    let i = self.index(v);
+                    self.nodes[i].crash_after = None;
+                    if self.nodes[i].replica.is_none() {
+                        self.start(i);
+                    }
+                }
+            }
+        }
+    }
+
+    fn submit_requests(&mut self) {
+        let now = self.now;
+        let mut due = vec![];
+        for (k, (at, r)) in self.requests.iter_mut().enumerate() {
+            if *at <= now && r.next_try <= now {
+                r.next_try = now + CLIENT_RETRY_TICKS;
+                due.push(k);
+            }
+        }
+        for k in due {
+            let tx = self.requests[k].1.tx_id;
+            if self.honest_nodes().any(|n| n.tx_seen.contains(&tx)) {
+                self.requests[k].1.next_try = u64::MAX;
+                continue;
+            }
+            let target = *self.rng.pick(&self.members);
+            let envelope = self.requests[k].1.envelope.clone();
+            let outputs = self.step(self.index(target), Input::Request(envelope));
+            let admitted = outputs
+                .iter()
+                .any(|o| matches!(o, Output::Admitted { .. } | Output::Refused { reason: Refusal::Duplicate }));
+            if admitted && self.honest.contains(&target) {
+                self.requests[k].1.admitted_by_honest = true;
+            }
+            self.trace(|| format!("client request {k} -> {target}: admitted={admitted}"));
+        }
+    }
+
+    fn deliver_due(&mut self) {
+        while let Some(Reverse((at, key))) = self.queue.peek().copied() {
+            if at > self.now {
+                break;
+            }
+            self.queue.pop();
+            let Some(ev) = self.events.remove(&key) else { continue };
+            let i = self.index(ev.to);
+            match ev.payload {
+                Payload::Frame { bytes, .. } => {
+                    if let Some(a) = &mut self.nodes[i].adversary {
+                        a.observe(&bytes, &mut self.collusion);
+                    }
+                    self.step(i, Input::Message(bytes));
+                }
+                Payload::Blocks(blocks) => {
+                    self.step(i, Input::Blocks(blocks));
+                }
+            }
+        }
+    }
+
+    fn schedule(&mut self, delay: u64, ev: Event) {
+        self.event_counter += 1;
+        self.queue.push(Reverse((self.now + delay, self.event_counter)));
+        self.events.insert(self.event_counter, ev);
+    }
+
+    /// Puts a frame on the simulated network: cut links drop it, the rest may
+    /// be dropped, duplicated and delayed (which reorders).
+    fn transmit(&mut self, from: ReplicaId, to: ReplicaId, bytes: Vec<u8>) {
+        if from == to || self.net.cut.contains(&(from, to)) || self.rng.chance(self.net.drop_per_mille) {
+            return;
+        }
+        if self.rng.chance(self.net.dup_per_mille) {
+            let d = self.rng.range(1, self.net.delay_max);
+            self.schedule(d, Event { to, payload: Payload::Frame { bytes: bytes.clone() } });
+        }
+        let d = self.rng.range(1, self.net.delay_max);
+        self.schedule(d, Event { to, payload: Payload::Frame { bytes } });
+    }
+
+    /// Runs one input on node `i` and carries out its outputs, in order.
+    fn step(&mut self, i: usize, input: Input) -> Vec<Output> {
+        let Some(replica) = self.nodes[i].replica.as_mut() else { return vec![] };
+        let mut outputs = replica.step(input);
+        self.report.steps += 1;
+        let id = self.nodes[i].id;
+        if let Some(k) = self.nodes[i].crash_after.take() {
+            // Crash mid-step: outputs after the k-th are never carried out.
+            outputs.truncate(k);
+            self.nodes[i].replica = None;
+            self.trace(|| format!("node {id} crashed after {k} outputs"));
+        }
+        for o in &outputs {
+            self.carry_out(i, o);
+        }
+        outputs
+    }
+
+    fn carry_out(&mut self, i: usize, output: &Output) {
+        let id = self.nodes[i].id;
+        let honest = self.honest.contains(&id);
+        match output {
+            Output::Send { to, frame } => self.send_from(i, &[*to], frame),
+            Output::Broadcast { frame } => {
+                let others: Vec<ReplicaId> = self.members.iter().copied().filter(|m| *m != id).collect();
+                self.send_from(i, &others, frame);
+            }
+            Output::Persist(records) => {
+                let node = &mut self.nodes[i];
+                let stable = records.iter().any(|r| matches!(r, Durable::Stable(_)));
+                node.store.extend(records.iter().cloned());
+                if stable {
+                    compact(&mut node.store);
+                }
+            }
+            Output::Commit(block) => {
+                if honest {
+                    self.check_commit(i, block);
+                }
+                let node = &mut self.nodes[i];
+                node.tx_seen.extend(block.envelopes.iter().filter_map(|e| SimValidator.tx_id(e)));
+                node.ledger.push(block.clone());
+                self.trace(|| {
+                    format!("node {id} committed block {} ({} envelopes)", block.number, block.envelopes.len())
+                });
+            }
+            Output::Certified(cert) => {
+                if honest {
+                    self.check_certificate(i, cert);
+                }
+                self.nodes[i].certs.insert(cert.seq, cert.clone());
+            }
+            Output::Fetch { from, to } => self.serve_fetch(i, *from, *to),
+            Output::NewViewInstalled { view, primary } => {
+                if honest {
+                    self.views_installed.insert(*view);
+                }
+                self.trace(|| format!("node {id} installed view {view} (primary {primary})"));
+            }
+            Output::ViewChangeStarted { view, reason } => {
+                self.trace(|| format!("node {id} started view change to {view}: {}", reason.as_str()));
+            }
+            Output::ForkDetected { seq } => {
+                if honest {
+                    self.report.safety.push(format!("seed {}: node {id} detected a fork at block {seq}", self.sc.seed));
+                }
+            }
+            Output::Admitted { .. } | Output::Refused { .. } | Output::Dropped { .. } => {}
+        }
+    }
+
+    fn send_from(&mut self, i: usize, to: &[ReplicaId], frame: &[u8]) {
+        let id = self.nodes[i].id;
+        if self.honest.contains(&id) {
+            self.check_double_vote(id, frame);
+        }
+        let sends = match self.nodes[i].adversary.as_mut() {
+            Some(a) => a.rewrite(frame, to, &mut self.collusion, &mut self.rng),
+            None => to.iter().map(|t| (*t, frame.to_vec())).collect(),
+        };
+        for (t, bytes) in sends {
+            self.transmit(id, t, bytes);
+        }
+    }
+
+    /// An honest replica never votes two digests for one (kind, view, seq),
+    /// across crashes and restarts.
+    fn check_double_vote(&mut self, id: ReplicaId, frame: &[u8]) {
+        let Ok(f) = Frame::decode(frame, &Limits::default()) else { return };
+        let key_digest = match &f.body {
+            Body::PrePrepare { view, seq, batch } => Some((VoteKind::PrePrepare, *view, *seq, batch.digest())),
+            Body::Prepare { view, seq, digest } => Some((VoteKind::Prepare, *view, *seq, *digest)),
+            Body::Commit { view, seq, digest } => Some((VoteKind::Commit, *view, *seq, *digest)),
+            Body::BlockSig { seq, header_hash, .. } => Some((VoteKind::BlockSig, 0, *seq, *header_hash)),
+            Body::ViewChange(_) | Body::NewView(_) | Body::Forward { .. } | Body::Heartbeat { .. } => None,
+        };
+        let Some((kind, view, seq, digest)) = key_digest else { return };
+        match self.votes_seen.get(&(id, kind, view, seq)) {
+            Some(d) if *d != digest => self
+                .report
+                .safety
+                .push(format!("seed {}: honest node {id} voted twice ({kind:?} view {view} seq {seq})", self.sc.seed)),
+            Some(_) => {}
+            None => {
+                self.votes_seen.insert((id, kind, view, seq), digest);
+            }
+        }
+    }
+
+    /// Agreement, chain linkage, validity and integrity of a block an honest
+    /// replica committed.
+    fn check_commit(&mut self, i: usize, block: &Block) {
+        let seed = self.sc.seed;
+        let node = &self.nodes[i];
+        let mut problems = vec![];
+        let expected_prev = node.ledger.last().map(|b| b.header_hash).unwrap_or(self.genesis_hash);
+        if block.number != node.ledger.len() as Seq + 1 || block.previous_hash != expected_prev {
+            problems.push(format!("chain broken at block {} on node {}", block.number, node.id));
+        }
+        if channels::block::header_hash(
+            block.number,
+            &block.previous_hash,
+            &channels::block::data_hash(&block.envelopes),
+        ) != block.header_hash
+        {
+            problems.push(format!("header hash wrong at block {} on node {}", block.number, node.id));
+        }
+        match self.canon.get(&block.number) {
+            Some(h) if *h != block.header_hash => {
+                problems.push(format!("agreement: node {} committed a different block {}", node.id, block.number))
+            }
+            _ => {}
+        }
+        let mut ids = HashSet::new();
+        for e in &block.envelopes {
+            match SimValidator.validate(e) {
+                Ok(id) if self.submitted.contains(&id) => {
+                    if node.tx_seen.contains(&id) || !ids.insert(id) {
+                        problems
+                            .push(format!("integrity: envelope twice on node {} (block {})", node.id, block.number));
+                    }
+                }
+                _ => problems
+                    .push(format!("validity: unsubmitted envelope in block {} on node {}", block.number, node.id)),
+            }
+        }
+        self.canon.entry(block.number).or_insert(block.header_hash);
+        for p in problems {
+            self.report.safety.push(format!("seed {seed}: {p}"));
+        }
+    }
+
+    fn check_certificate(&mut self, i: usize, cert: &Certificate) {
+        let node = &self.nodes[i];
+        let block = node.ledger.get((cert.seq as usize).wrapping_sub(1));
+        let verifier = self.keyring.signer(node.id);
+        let bytes = channels::block::certificate_signing_bytes(CHANNEL, EPOCH, cert.seq, &cert.header_hash);
+        let signers: BTreeSet<ReplicaId> = cert.signatures.iter().map(|(s, _)| *s).collect();
+        let quorum = crate::consensus::quorum::quorum(self.members.len());
+        let valid = block.is_some_and(|b| b.header_hash == cert.header_hash)
+            && signers.len() == cert.signatures.len()
+            && signers.len() >= quorum
+            && cert.signatures.iter().all(|(s, sig)| verifier.verify(*s, &bytes, sig));
+        if !valid {
+            self.report
+                .safety
+                .push(format!("seed {}: invalid certificate for block {} on node {}", self.sc.seed, cert.seq, node.id));
+        }
+    }
+
+    /// State transfer: another node serves the certified blocks it has.
+    fn serve_fetch(&mut self, i: usize, from: Seq, to: Seq) {
+        let id = self.nodes[i].id;
+        let others: Vec<usize> = (0..self.nodes.len()).filter(|j| *j != i).collect();
+        let j = *self.rng.pick(&others);
+        let server = &self.nodes[j];
+        if self.net.cut.contains(&(server.id, id)) {
+            return;
+        }
+        let blocks: Vec<CertifiedBlock> = (from..=to)
+            .map_while(|s| {
+                let block = server.ledger.get((s as usize).checked_sub(1)?)?;
+                let certificate = server.certs.get(&s)?;
+                Some(CertifiedBlock { block: block.clone(), certificate: certificate.clone() })
+            })
+            .collect();
+        self.trace(|| format!("node {id} fetches {from}..={to} from {}: {} blocks", server.id, blocks.len()));
+        if !blocks.is_empty() {
+            let d = self.rng.range(1, self.net.delay_max);
+            self.schedule(d, Event { to: id, payload: Payload::Blocks(blocks) });
+        }
+    }
+}
