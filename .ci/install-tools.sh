@@ -11,7 +11,7 @@ venv=".venv"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c 'import hfc' >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c 'import fabric_protos.common.common_pb2, fabric_protos.msp.identities_pb2' >/dev/null 2>&1; then
   "$venv/bin/pip" install -q --disable-pip-version-check --pre hyperledger-fabric-protos >/dev/null
 fi
 echo "openssl: $(openssl version)"

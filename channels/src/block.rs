@@ -12,7 +12,7 @@ use crate::proto::common::{Block, BlockData, BlockHeader, BlockMetadata, BlockMe
 mod certificate;
 
 pub use certificate::{
-    certify_block, verify_block_certificate, verify_block_certificate_in_epoch, BlockCertificate,
+    certify_block, verify_block_certificate, verify_block_certificate_in_epoch, BlockCertificate, ConsenterKeys,
     MAX_CERTIFICATE_SIGNATURES,
 };
 
@@ -32,6 +32,14 @@ pub enum BlockError {
     /// The block has no header, no data or no metadata.
     #[error("block is malformed: {0}")]
     Malformed(String),
+    /// The encoded block is bigger than the caller's limit.
+    #[error("block is {size} bytes, over the limit of {max}")]
+    TooLarge {
+        /// Size received.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The header's data hash is not the hash of the block's data.
     #[error("block {number}: data hash in the header does not match the block data")]
     DataHashMismatch {
@@ -244,7 +252,7 @@ impl Block {
     /// Decodes a block, refusing inputs over `max_bytes` before decoding.
     pub fn decode_bounded(bytes: &[u8], max_bytes: usize) -> Result<Block, BlockError> {
         if bytes.len() > max_bytes {
-            return Err(BlockError::Malformed(format!("{} bytes is over the limit of {max_bytes}", bytes.len())));
+            return Err(BlockError::TooLarge { size: bytes.len(), max: max_bytes });
         }
         Block::decode(bytes).map_err(|e| BlockError::Malformed(format!("not a block: {e}")))
     }

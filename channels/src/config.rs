@@ -127,6 +127,14 @@ pub enum ConfigError {
     /// Two settings contradict each other.
     #[error("inconsistent settings: {0}")]
     Inconsistent(String),
+    /// A consenter's MAC public key is neither empty nor 32 bytes.
+    #[error("consenter {id}'s MAC public key is {len} bytes; an X25519 public key is 32 bytes (or leave it empty)")]
+    BadMacKey {
+        /// Consenter id.
+        id: u32,
+        /// Its length.
+        len: usize,
+    },
     /// The admin policy is not one we know.
     #[error("admin policy {0:?} is unknown: use one of majority, all, any")]
     UnknownAdminPolicy(String),
@@ -136,6 +144,22 @@ pub enum ConfigError {
 }
 
 impl ChannelConfig {
+    /// A configuration for `channel_id` with these members and the
+    /// recommended batch and BFT settings, no key rotation and the
+    /// `majority` admin policy. Not validated.
+    pub fn with_defaults(channel_id: &str, orgs: Vec<Organization>, consenters: Vec<Consenter>) -> Self {
+        ChannelConfig {
+            channel_id: channel_id.to_string(),
+            sequence: 0,
+            orgs,
+            consenters,
+            batch: Some(BatchConfig::recommended()),
+            bft: Some(BftOptions::recommended()),
+            key_rotation: Some(KeyRotation::default()),
+            admin_policy: "majority".into(),
+        }
+    }
+
     /// Number of consenters.
     pub fn n(&self) -> usize {
         self.consenters.len()
@@ -257,6 +281,9 @@ impl ChannelConfig {
             }
             if !endpoints.insert(endpoint.to_ascii_lowercase()) {
                 return Err(ConfigError::DuplicateEndpoint(endpoint));
+            }
+            if !consenter.mac_public_key.is_empty() && consenter.mac_public_key.len() != 32 {
+                return Err(ConfigError::BadMacKey { id: consenter.id, len: consenter.mac_public_key.len() });
             }
             if self.org(&consenter.msp_id).is_none() {
                 return Err(ConfigError::ConsenterOrgUnknown { id: consenter.id, msp_id: consenter.msp_id.clone() });

@@ -12,10 +12,7 @@
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use crate::block::{
-    build_block, verify_block_certificate, verify_block_certificate_in_epoch, verify_chain, verify_data_hash,
-    BlockError,
-};
+use crate::block::{build_block, verify_chain, verify_data_hash, BlockError, ConsenterKeys};
 use crate::config::{ChannelConfig, ConfigError, MAX_CONFIG_BYTES};
 use crate::envelope::{compute_tx_id, decode_envelope, EnvelopeError, NONCE_LEN};
 use crate::proto::common::{Block, ChannelHeader, Envelope, Header, HeaderType, Payload, SignatureHeader};
@@ -119,6 +116,7 @@ pub fn config_from_genesis(block: &Block) -> Result<ChannelConfig, GenesisError>
 pub fn verify_blocks(genesis: &Block, blocks: &[Block], epoch: Option<u64>) -> Result<ChannelConfig, GenesisError> {
     let config = config_from_genesis(genesis)?;
     verify_chain(blocks)?;
+    let keys = ConsenterKeys::new(&config)?;
     if let Some(first) = blocks.first() {
         if first.number() == 1 {
             crate::block::verify_link(genesis, first)?;
@@ -133,10 +131,7 @@ pub fn verify_blocks(genesis: &Block, blocks: &[Block], epoch: Option<u64>) -> R
             }
             continue;
         }
-        match epoch {
-            Some(epoch) => verify_block_certificate_in_epoch(block, &config, epoch)?,
-            None => verify_block_certificate(block, &config)?,
-        }
+        keys.verify(block, epoch)?;
     }
     Ok(config)
 }

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use crate::block::{data_hash, BlockCertificate, BlockError};
 use crate::config::ChannelConfig;
 use crate::envelope::{compute_tx_id, decode_envelope, EnvelopeError};
-use crate::proto::common::{Block, BlockMetadataIndex, HeaderType};
+use crate::proto::common::{Block, HeaderType};
 
 /// Largest block or envelope file inspected.
 pub const MAX_INSPECT_BYTES: usize = 512 * 1024 * 1024;
@@ -66,7 +66,6 @@ pub fn block_json(block: &Block) -> Value {
         "envelopes": envelopes,
         "certificate": certificate,
         "metadata_hex": metadata,
-        "metadata_signatures_index": BlockMetadataIndex::Signatures as i32,
     })
 }
 

@@ -26,4 +26,4 @@ pub use envelope::{
     build_envelope, build_envelope_now, verify_envelope, ChannelTrust, EnvelopeError, VerifiedEnvelope,
 };
 pub use genesis::{config_from_genesis, genesis_block, verify_blocks, GenesisError};
-pub use profile::{genesis_from_profile, Profile, ProfileError};
+pub use profile::{config_from_network, genesis_from_profile, Profile, ProfileError};

@@ -12,7 +12,7 @@ use channels::files::{read_bounded, FileError};
 use channels::genesis::{config_from_genesis, verify_blocks, GenesisError};
 use channels::inspect::{inspect_bytes, InspectError, MAX_INSPECT_BYTES};
 use channels::proto::common::{Block, HeaderType};
-use channels::{genesis_from_profile, EnvelopeError, ProfileError};
+use channels::{genesis_from_profile, verify_envelope, ChannelTrust, EnvelopeError, ProfileError};
 use clap::{Parser, Subcommand, ValueEnum};
 use prost::Message;
 
@@ -113,6 +113,18 @@ enum Command {
         /// Overwrite an existing output file.
         #[arg(long)]
         force: bool,
+    },
+    /// Verify a submitted envelope as an orderer would (channel, creator,
+    /// signature, tx id) against a channel's genesis block.
+    VerifyEnvelope {
+        /// The channel's genesis block.
+        #[arg(long)]
+        config: PathBuf,
+        /// Largest envelope accepted, bytes.
+        #[arg(long, default_value_t = DEFAULT_MAX_ENVELOPE_BYTES)]
+        max_bytes: usize,
+        /// The encoded envelope.
+        envelope: PathBuf,
     },
     /// Verify blocks: hash chain from the genesis block and certificates.
     VerifyBlock {
@@ -256,6 +268,28 @@ fn run(command: Command) -> Result<(), CliError> {
                 block.envelopes().len(),
                 refs.len(),
                 out.display()
+            );
+            Ok(())
+        }
+        Command::VerifyEnvelope { config, max_bytes, envelope } => {
+            let channel = config_from_genesis(&read_block(&config)?)?;
+            let trust = ChannelTrust::new(&channel).map_err(GenesisError::from)?;
+            let bytes = match read_bounded(&envelope, max_bytes as u64) {
+                Err(FileError::TooLarge { path, .. }) => {
+                    let size = std::fs::metadata(&path).map_or(usize::MAX, |m| m.len() as usize);
+                    return Err(EnvelopeError::TooLarge { size, max: max_bytes }.into());
+                }
+                other => other?,
+            };
+            let verified = verify_envelope(&bytes, &trust, ca_tools::now_unix(), max_bytes)?;
+            println!(
+                "ok: envelope {} on channel {} by {} ({}), type {}, {} bytes",
+                verified.tx_id,
+                verified.channel_id,
+                verified.creator_msp,
+                verified.creator_role,
+                verified.header_type.as_str_name(),
+                verified.size
             );
             Ok(())
         }

@@ -1,7 +1,7 @@
 //! The one place that turns ca-tools verification results into this crate's
 //! errors: envelope creators and consenter certificates.
 
-use ca_tools::{verify_identity, OrgTrust, Role, VerifiedIdentity, VerifyError};
+use ca_tools::{verify_identity, verify_tls_identity, OrgTrust, Role, VerifiedIdentity, VerifyError};
 
 use crate::config::{ConfigError, Consenter, Organization};
 use crate::envelope::EnvelopeError;
@@ -51,11 +51,7 @@ pub(crate) fn check_consenter_certs(
     if org.tls_root_certs.is_empty() {
         return Err(bad("TLS", "the organisation has no TLS root CA to check it against; add its tlscacerts".into()));
     }
-    // The TLS roots act as the issuing roots here; the signing roots stay as
-    // extra roots so CRLs issued by either CA are accepted.
-    let tls_trust = OrgTrust::new(&org.msp_id, &org.tls_root_certs, &org.root_certs, &org.crls)
-        .map_err(|e| ConfigError::BadOrgTrust { msp_id: org.msp_id.clone(), reason: e.to_string() })?;
-    verify_identity(consenter.tls_cert.as_bytes(), std::slice::from_ref(&tls_trust), now_unix, Consenter::roles())
+    verify_tls_identity(consenter.tls_cert.as_bytes(), std::slice::from_ref(trust), now_unix, Consenter::roles())
         .map_err(|e| bad("TLS", e.to_string()))?;
     Ok(())
 }

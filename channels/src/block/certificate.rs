@@ -11,7 +11,7 @@
 //! - `signature`: the consenter's identity-key signature over
 //!   [`certificate_signing_bytes`]`(channel, epoch, number, header hash)`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ca_tools::{PublicKey, SigningKey};
 use prost::Message;
@@ -127,44 +127,67 @@ pub fn certify_block(
     Ok(certificate)
 }
 
+/// The consenters' identity keys of a channel, parsed once, for verifying
+/// many block certificates (state transfer, peers following a channel).
+#[derive(Debug, Clone)]
+pub struct ConsenterKeys {
+    channel_id: String,
+    quorum: usize,
+    keys: BTreeMap<u32, PublicKey>,
+}
+
+impl ConsenterKeys {
+    /// Parses every consenter's identity public key from `config`.
+    pub fn new(config: &ChannelConfig) -> Result<Self, BlockError> {
+        let mut keys = BTreeMap::new();
+        for consenter in &config.consenters {
+            let key = PublicKey::from_cert(consenter.identity_cert.as_bytes())
+                .map_err(|e| BlockError::BadConsenterKey { id: consenter.id, reason: e.to_string() })?;
+            keys.insert(consenter.id, key);
+        }
+        Ok(ConsenterKeys { channel_id: config.channel_id.clone(), quorum: config.quorum(), keys })
+    }
+
+    /// Verifies `block`'s certificate: every signer a consenter, each at
+    /// most once, each signature valid over [`certificate_signing_bytes`]
+    /// for the certificate's epoch, at least a quorum of distinct signers;
+    /// and, when `epoch` is given, the certificate is of that epoch.
+    pub fn verify(&self, block: &Block, epoch: Option<u64>) -> Result<BlockCertificate, BlockError> {
+        let certificate = BlockCertificate::from_block(block)?;
+        if let Some(expected) = epoch.filter(|e| *e != certificate.epoch) {
+            return Err(BlockError::WrongEpoch { expected, found: certificate.epoch });
+        }
+        let header = block.header_checked()?;
+        let signing_bytes =
+            certificate_signing_bytes(&self.channel_id, certificate.epoch, header.number, &header.hash());
+        let mut signers = BTreeSet::new();
+        for (id, signature) in &certificate.signatures {
+            if !signers.insert(*id) {
+                return Err(BlockError::DuplicateSigner { id: *id });
+            }
+            let key = self.keys.get(id).ok_or(BlockError::UnknownSigner { id: *id })?;
+            key.verify(&signing_bytes, signature)
+                .map_err(|_| BlockError::BadSignature { id: *id, number: header.number })?;
+        }
+        if signers.len() < self.quorum || self.quorum == 0 {
+            return Err(BlockError::NoQuorum { have: signers.len(), need: self.quorum });
+        }
+        assert!(signers.len() <= self.keys.len());
+        Ok(certificate)
+    }
+}
+
 /// Verifies `block`'s certificate against `config`'s consenters: at least a
 /// quorum ⌈(n+f+1)/2⌉ of distinct consenters, each signature valid with that
 /// consenter's identity key over [`certificate_signing_bytes`] for the
 /// certificate's epoch. A duplicate signer, an unknown signer or a bad
 /// signature refuses the whole certificate.
 pub fn verify_block_certificate(block: &Block, config: &ChannelConfig) -> Result<(), BlockError> {
-    let certificate = BlockCertificate::from_block(block)?;
-    verify_certificate(block, config, &certificate)
+    ConsenterKeys::new(config)?.verify(block, None).map(|_| ())
 }
 
 /// [`verify_block_certificate`], also requiring the certificate to be of
 /// `epoch`.
 pub fn verify_block_certificate_in_epoch(block: &Block, config: &ChannelConfig, epoch: u64) -> Result<(), BlockError> {
-    let certificate = BlockCertificate::from_block(block)?;
-    if certificate.epoch != epoch {
-        return Err(BlockError::WrongEpoch { expected: epoch, found: certificate.epoch });
-    }
-    verify_certificate(block, config, &certificate)
-}
-
-fn verify_certificate(block: &Block, config: &ChannelConfig, certificate: &BlockCertificate) -> Result<(), BlockError> {
-    let header = block.header_checked()?;
-    let signing_bytes = certificate_signing_bytes(&config.channel_id, certificate.epoch, header.number, &header.hash());
-    let mut signers = BTreeSet::new();
-    for (id, signature) in &certificate.signatures {
-        if !signers.insert(*id) {
-            return Err(BlockError::DuplicateSigner { id: *id });
-        }
-        let consenter = config.consenter(*id).ok_or(BlockError::UnknownSigner { id: *id })?;
-        let key = PublicKey::from_cert(consenter.identity_cert.as_bytes())
-            .map_err(|e| BlockError::BadConsenterKey { id: *id, reason: e.to_string() })?;
-        key.verify(&signing_bytes, signature)
-            .map_err(|_| BlockError::BadSignature { id: *id, number: header.number })?;
-    }
-    let need = config.quorum();
-    if signers.len() < need || need == 0 {
-        return Err(BlockError::NoQuorum { have: signers.len(), need });
-    }
-    assert!(signers.len() <= config.n());
-    Ok(())
+    ConsenterKeys::new(config)?.verify(block, Some(epoch)).map(|_| ())
 }
