@@ -43,6 +43,12 @@ enum Command {
         #[arg(long)]
         exit_after_demo: bool,
     },
+    /// Check a configuration file (and ORDERER_* overrides) and print the
+    /// resolved configuration as YAML; exits non-zero with the reason if invalid.
+    CheckConfig {
+        #[arg(long, env = "ORDERER_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Create an X25519 MAC key (mode 0600) and print its public half for the channel profile.
     Keygen {
         /// Where to write the key; the public key goes beside it with extension .pub.
@@ -80,6 +86,13 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Dev { nodes, dir, channel, base_port, demo, exit_after_demo } => {
             let opts = DevOptions { nodes, dir, channel, base_port, demo, exit_after_demo };
             runtime()?.block_on(dev::run(opts)).map_err(|e| e.to_string())
+        }
+        Command::CheckConfig { config } => {
+            let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k != "ORDERER_CONFIG").collect();
+            let cfg = NodeConfig::load(config.as_deref(), env).map_err(|e| e.to_string())?;
+            let text = serde_norway::to_string(&cfg).map_err(|e| e.to_string())?;
+            print!("{text}");
+            Ok(())
         }
         Command::Keygen { out } => {
             if out.exists() {
