@@ -211,6 +211,10 @@ fn write_network_json(opts: &DevOptions, children: &[Child]) -> Result<PathBuf, 
         "tls_ca_bundle": dir.join("tls-ca-bundle.pem"),
         "client": { "msp_id": "Org1MSP", "msp_dir": client.join("msp"), "cert": client.join("tls/client.crt"), "key": client.join("tls/client.key") },
         "admin": { "msp_id": "Org1MSP", "msp_dir": admin.join("msp"), "cert": admin.join("tls/client.crt"), "key": admin.join("tls/client.key") },
+        "orderer_admins": [
+            { "msp_id": "OrdererOrg1MSP", "nodes": (1..=opts.nodes.div_ceil(2)).collect::<Vec<_>>(), "cert": crypto.join("ordererorg1/users/admin/tls/client.crt"), "key": crypto.join("ordererorg1/users/admin/tls/client.key") },
+            { "msp_id": "OrdererOrg2MSP", "nodes": (opts.nodes.div_ceil(2) + 1..=opts.nodes).collect::<Vec<_>>(), "cert": crypto.join("ordererorg2/users/admin/tls/client.crt"), "key": crypto.join("ordererorg2/users/admin/tls/client.key") },
+        ],
     });
     let path = dir.join("network.json");
     let text = serde_json::to_string_pretty(&doc).unwrap_or_default();

@@ -1,6 +1,7 @@
 //! The node: the runtime around the consensus core (channel tasks, storage,
 //! cluster links, API).
 
+pub mod admin;
 pub mod api;
 pub mod channel;
 pub mod client;

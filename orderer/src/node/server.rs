@@ -45,8 +45,10 @@ pub enum NodeError {
     Net(String),
     #[error("cannot listen on {addr} for the {what}: {detail}")]
     Listen { what: &'static str, addr: String, detail: String },
-    #[error("this node (consenter id {0}) is not a consenter of any channel in the bootstrap folder: nothing to do")]
-    NoChannels(u32),
+    #[error("channel {0} is already joined")]
+    AlreadyJoined(String),
+    #[error("channel {0} is not joined on this node")]
+    NotJoined(String),
 }
 
 /// The channels this node runs, from the genesis blocks in `dir`.
@@ -115,26 +117,171 @@ fn consenter_endpoints(channels: &[(PbBlock, ChannelConfig)], me: u32) -> Result
     Ok(peers.into_values().collect())
 }
 
+/// What a running node holds; the admin API joins and leaves channels
+/// through it.
+pub struct Node {
+    cfg: NodeConfig,
+    store: Arc<Store>,
+    links: Links,
+    transport: Arc<dyn Transport>,
+    mac_secret: x25519_dalek::StaticSecret,
+    /// Joined channels, shared with the APIs and the frame router.
+    pub entries: Arc<RwLock<HashMap<String, Arc<ChannelEntry>>>>,
+    /// Genesis blocks of the joined channels, for the links' peer list.
+    joined: std::sync::Mutex<BTreeMap<String, (PbBlock, ChannelConfig)>>,
+}
+
+/// Where a joined channel's genesis block is kept.
+fn channels_dir(cfg: &NodeConfig) -> PathBuf {
+    cfg.node.data_dir.join("channels")
+}
+
+impl Node {
+    fn channel_err(channel: &str, e: impl std::fmt::Display) -> NodeError {
+        NodeError::Channel { channel: channel.to_owned(), detail: e.to_string() }
+    }
+
+    /// Joins the channel of `genesis`: starts its task and links, and keeps
+    /// the block so the node rejoins after a restart.
+    pub fn join(&self, genesis: PbBlock) -> Result<Arc<ChannelEntry>, NodeError> {
+        let me = self.cfg.node.id;
+        let config = channels::config_from_genesis(&genesis).map_err(|e| NodeError::Channel {
+            channel: "?".into(),
+            detail: format!("not a valid genesis block: {e}"),
+        })?;
+        let name = config.channel_id.clone();
+        if config.consenter(me).is_none() {
+            return Err(NodeError::Channel {
+                channel: name,
+                detail: format!("consenter {me} is not listed in its configuration"),
+            });
+        }
+        if self.entries.read().map(|m| m.contains_key(&name)).unwrap_or(false) {
+            return Err(NodeError::AlreadyJoined(name));
+        }
+        let genesis_hash = genesis.header.as_ref().map(|h| h.hash()).unwrap_or_default();
+        let cfg = &self.cfg;
+        let consensus = identity::consensus_config(
+            &config,
+            me,
+            FIRST_EPOCH,
+            genesis_hash,
+            cfg.consensus.tick_ms,
+            cfg.consensus.pool_max,
+        )?;
+        let key = Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?.key;
+        let crypto = NodeCrypto::new(key, &config, me)?;
+        let validator = EnvelopeValidator::new(&config)?;
+        let macs = identity::mac_keys(&config, FIRST_EPOCH, me, &self.mac_secret)?;
+        let trust = ChannelTrust::new(&config).map_err(|e| Self::channel_err(&name, e))?;
+        let orgs = config.org_trust().map_err(|e| Self::channel_err(&name, e))?;
+        let dir = channels_dir(cfg);
+        std::fs::create_dir_all(&dir).map_err(|e| Self::channel_err(&name, e))?;
+        std::fs::write(dir.join(format!("{name}.block")), genesis.encode_to_vec())
+            .map_err(|e| Self::channel_err(&name, e))?;
+        let _ = std::fs::remove_file(dir.join(format!("{name}.removed")));
+        if let Ok(mut joined) = self.joined.lock() {
+            joined.insert(name.clone(), (genesis.clone(), config.clone()));
+            let all: Vec<(PbBlock, ChannelConfig)> = joined.values().cloned().collect();
+            self.links.replace_peers(consenter_endpoints(&all, me)?).map_err(|e| NodeError::Net(e.to_string()))?;
+        }
+        let (handle, _join) = channel::spawn(ChannelParams {
+            config: consensus,
+            crypto: Box::new(crypto),
+            macs,
+            validator: Box::new(validator),
+            store: self.store.clone(),
+            transport: self.transport.clone(),
+            tick: Duration::from_millis(cfg.consensus.tick_ms),
+            queue_max: cfg.consensus.queue_max,
+        })
+        .map_err(|e| Self::channel_err(&name, e))?;
+        let body_bytes_max = config.batch.as_ref().map_or(cfg.api.body_bytes_max, |b| b.absolute_max_bytes as usize);
+        let entry = Arc::new(ChannelEntry {
+            handle,
+            orgs,
+            trust,
+            genesis,
+            epoch: FIRST_EPOCH,
+            body_bytes_max: body_bytes_max.min(cfg.api.body_bytes_max),
+            config,
+        });
+        tracing::info!(channel = %name, consenters = entry.config.consenters.len(), "joined channel");
+        if let Ok(mut map) = self.entries.write() {
+            map.insert(name, entry.clone());
+        }
+        Ok(entry)
+    }
+
+    /// Leaves a channel: stops its task, deletes its ledger from this node
+    /// and remembers not to rejoin it from the bootstrap folder.
+    pub async fn leave(&self, name: &str) -> Result<(), NodeError> {
+        let entry = self
+            .entries
+            .write()
+            .ok()
+            .and_then(|mut m| m.remove(name))
+            .ok_or_else(|| NodeError::NotJoined(name.into()))?;
+        entry.handle.stop().await;
+        if let Ok(mut joined) = self.joined.lock() {
+            joined.remove(name);
+        }
+        self.store.remove_channel(name)?;
+        let dir = channels_dir(&self.cfg);
+        let _ = std::fs::remove_file(dir.join(format!("{name}.block")));
+        std::fs::write(dir.join(format!("{name}.removed")), b"removed with the admin API\n")
+            .map_err(|e| Self::channel_err(name, e))?;
+        tracing::info!(channel = %name, "left channel");
+        Ok(())
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.cfg
+    }
+}
+
+/// The genesis blocks to join at start: those kept from earlier joins, then
+/// the bootstrap folder's (unless the channel was removed with the admin API).
+fn startup_channels(cfg: &NodeConfig) -> Result<Vec<(PbBlock, ChannelConfig)>, NodeError> {
+    let kept = channels_dir(cfg);
+    let mut out: BTreeMap<String, (PbBlock, ChannelConfig)> = BTreeMap::new();
+    for (b, c) in read_bootstrap(&kept)?.into_iter().chain(read_bootstrap(&cfg.node.bootstrap_dir)?) {
+        let removed = kept.join(format!("{}.removed", c.channel_id)).exists();
+        if !removed && c.consenter(cfg.node.id).is_some() {
+            out.entry(c.channel_id.clone()).or_insert((b, c));
+        }
+    }
+    Ok(out.into_values().collect())
+}
+
 /// Runs the node until the process is stopped.
 pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
     let me = cfg.node.id;
     // Fails early, with a clear message, if the identity is unusable.
-    Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?;
+    let msp = Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?;
     let tls = TlsIdentity::load(&cfg.node.tls_dir)?;
     let mac_secret = identity::load_or_create_mac_key(&cfg.node.mac_key_file)?;
     std::fs::create_dir_all(&cfg.node.data_dir)
         .map_err(|e| NodeError::Bootstrap { path: cfg.node.data_dir.display().to_string(), detail: e.to_string() })?;
     let store = Arc::new(Store::open(&cfg.node.data_dir.join("ledger.redb"))?);
-    let joined: Vec<(PbBlock, ChannelConfig)> =
-        read_bootstrap(&cfg.node.bootstrap_dir)?.into_iter().filter(|(_, c)| c.consenter(me).is_some()).collect();
-    if joined.is_empty() {
-        return Err(NodeError::NoChannels(me));
+    let startup = startup_channels(&cfg)?;
+    if startup.is_empty() {
+        tracing::warn!(
+            node = me,
+            "no channel to join yet: join one with POST /participation/v1/channels on the admin API"
+        );
     }
 
-    // Every org's TLS roots and CRLs, across the channels.
-    let mut tls_roots = Vec::new();
+    // TLS roots: this node's own MSP, and every org of the channels it runs.
+    // (A channel joined later whose orgs are new needs a restart to be trusted
+    // on the cluster and API listeners.)
+    let mut tls_roots = msp.tlscacerts_pem.clone();
     let mut crls = Vec::new();
-    for (_, c) in &joined {
+    for (_, c) in &startup {
         for o in &c.orgs {
             tls_roots.extend(o.tls_root_certs.iter().cloned());
             crls.extend(o.crls.iter().cloned());
@@ -148,8 +295,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
     let client_config = Arc::new(ca_tools::client_config(&tls, &tls_roots)?);
 
     let listen = cfg.cluster.listen.parse().map_err(|e| NodeError::Net(format!("cluster.listen: {e}")))?;
-    let mut link_cfg =
-        LinkConfig::new(me, listen, consenter_endpoints(&joined, me)?, server_config.clone(), client_config);
+    let mut link_cfg = LinkConfig::new(me, listen, consenter_endpoints(&startup, me)?, server_config, client_config);
     link_cfg.frame_bytes_max = cfg.cluster.frame_bytes_max;
     link_cfg.send_queue_max = cfg.cluster.send_queue_max;
     link_cfg.reconnect_min_ms = cfg.cluster.reconnect_min_ms;
@@ -167,58 +313,21 @@ pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
         });
     }
     let (links, mut inbound) = Links::start(link_cfg).await.map_err(|e| NodeError::Net(e.to_string()))?;
-    let transport: Arc<dyn Transport> = Arc::new(LinkTransport(links.clone()));
-
-    let entries: Arc<RwLock<HashMap<String, Arc<ChannelEntry>>>> = Arc::new(RwLock::new(HashMap::new()));
-    for (genesis, config) in joined {
-        let name = config.channel_id.clone();
-        let genesis_hash = genesis.header.as_ref().map(|h| h.hash()).unwrap_or_default();
-        let consensus = identity::consensus_config(
-            &config,
-            me,
-            FIRST_EPOCH,
-            genesis_hash,
-            cfg.consensus.tick_ms,
-            cfg.consensus.pool_max,
-        )?;
-        // One copy of the identity key per channel task.
-        let key = Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?.key;
-        let crypto = NodeCrypto::new(key, &config, me)?;
-        let validator = EnvelopeValidator::new(&config)?;
-        let macs = identity::mac_keys(&config, FIRST_EPOCH, me, &mac_secret)?;
-        let (handle, _join) = channel::spawn(ChannelParams {
-            config: consensus,
-            crypto: Box::new(crypto),
-            macs,
-            validator: Box::new(validator),
-            store: store.clone(),
-            transport: transport.clone(),
-            tick: Duration::from_millis(cfg.consensus.tick_ms),
-            queue_max: cfg.consensus.queue_max,
-        })
-        .map_err(|e| NodeError::Channel { channel: name.clone(), detail: e.to_string() })?;
-        let trust = ChannelTrust::new(&config)
-            .map_err(|e| NodeError::Channel { channel: name.clone(), detail: e.to_string() })?;
-        let body_bytes_max = config.batch.as_ref().map_or(cfg.api.body_bytes_max, |b| b.absolute_max_bytes as usize);
-        let entry = ChannelEntry {
-            handle,
-            orgs: config
-                .org_trust()
-                .map_err(|e| NodeError::Channel { channel: name.clone(), detail: e.to_string() })?,
-            trust,
-            genesis,
-            epoch: FIRST_EPOCH,
-            body_bytes_max: body_bytes_max.min(cfg.api.body_bytes_max),
-            config,
-        };
-        tracing::info!(channel = %name, consenters = entry.config.consenters.len(), "joined channel");
-        if let Ok(mut map) = entries.write() {
-            map.insert(name, Arc::new(entry));
-        }
+    let node = Arc::new(Node {
+        transport: Arc::new(LinkTransport(links.clone())),
+        links: links.clone(),
+        store: store.clone(),
+        mac_secret,
+        entries: Arc::new(RwLock::new(HashMap::new())),
+        joined: std::sync::Mutex::new(BTreeMap::new()),
+        cfg: cfg.clone(),
+    });
+    for (genesis, _) in startup {
+        node.join(genesis)?;
     }
 
     // Route frames from the links to their channel's task.
-    let routes = entries.clone();
+    let routes = node.entries.clone();
     tokio::spawn(async move {
         while let Some(Inbound { from, channel, bytes }) = inbound.recv().await {
             let entry = routes.read().ok().and_then(|m| m.get(&channel).cloned());
@@ -233,15 +342,14 @@ pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
         }
     });
 
-    let api_state = ApiState { channels: entries.clone(), store: store.clone() };
-    let api_tls = {
-        // Clients present certificates of any org's TLS CA; authorisation per
-        // channel happens in the handlers.
-        let mut c = ca_tools::server_config(&tls, &tls_roots, &crls)?;
-        c.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(c)
-    };
-    let api_listener = TlsListener::bind(&cfg.api.listen, api_tls).await.map_err(|e| NodeError::Listen {
+    // Clients present certificates of any trusted org's TLS CA; authorisation
+    // per channel (or, for the admin API, as an admin of this node's org)
+    // happens in the handlers.
+    let mut api_tls = ca_tools::server_config(&tls, &tls_roots, &crls)?;
+    api_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let api_tls = Arc::new(api_tls);
+    let api_state = ApiState { channels: node.entries.clone(), store: store.clone() };
+    let api_listener = TlsListener::bind(&cfg.api.listen, api_tls.clone()).await.map_err(|e| NodeError::Listen {
         what: "peer API",
         addr: cfg.api.listen.clone(),
         detail: e.to_string(),
@@ -252,14 +360,27 @@ pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
             tracing::error!(error = %e, "peer API stopped");
         }
     });
+    let admin_trust = ca_tools::OrgTrust::from_msp_dir(&cfg.node.msp_id, &cfg.node.msp_dir)?;
+    let admin_listener = TlsListener::bind(&cfg.admin.listen, api_tls).await.map_err(|e| NodeError::Listen {
+        what: "admin API",
+        addr: cfg.admin.listen.clone(),
+        detail: e.to_string(),
+    })?;
+    let admin_router = super::admin::router(node.clone(), admin_trust, cfg.admin.body_bytes_max);
+    tokio::spawn(async move {
+        if let Err(e) = api::serve_peer_api(admin_listener, admin_router).await {
+            tracing::error!(error = %e, "admin API stopped");
+        }
+    });
 
-    let ops_state = OpsState { channels: entries.clone(), links: Arc::new(LinkFigures(links.clone())), node_id: me };
+    let ops_state =
+        OpsState { channels: node.entries.clone(), links: Arc::new(LinkFigures(links.clone())), node_id: me };
     let ops_listener = tokio::net::TcpListener::bind(&cfg.operations.listen).await.map_err(|e| NodeError::Listen {
         what: "operations endpoint",
         addr: cfg.operations.listen.clone(),
         detail: e.to_string(),
     })?;
-    tracing::info!(node = me, cluster = %cfg.cluster.listen, api = %cfg.api.listen, operations = %cfg.operations.listen, "orderer started");
+    tracing::info!(node = me, cluster = %cfg.cluster.listen, api = %cfg.api.listen, admin = %cfg.admin.listen, operations = %cfg.operations.listen, "orderer started");
     axum::serve(ops_listener, ops::router(ops_state)).await.map_err(|e| NodeError::Listen {
         what: "operations endpoint",
         addr: cfg.operations.listen.clone(),
