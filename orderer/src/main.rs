@@ -43,6 +43,26 @@ enum Command {
         #[arg(long)]
         exit_after_demo: bool,
     },
+    /// A peer's client: submit envelopes, fetch blocks, follow deliver;
+    /// verifies every block's certificate against the genesis block.
+    Client {
+        /// host:port of an orderer's peer API.
+        #[arg(long, default_value = "127.0.0.1:7051")]
+        addr: String,
+        #[arg(long, default_value = "devchannel")]
+        channel: String,
+        /// TLS folder with client.crt, client.key and ca.crt (ca-tools layout).
+        #[arg(long)]
+        tls_dir: PathBuf,
+        /// PEM file(s) of TLS roots to trust (default: the TLS folder's ca.crt).
+        #[arg(long)]
+        cacert: Vec<PathBuf>,
+        /// The channel's genesis block: received blocks are verified against it.
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        #[command(subcommand)]
+        action: ClientAction,
+    },
     /// Check a configuration file (and ORDERER_* overrides) and print the
     /// resolved configuration as YAML; exits non-zero with the reason if invalid.
     CheckConfig {
@@ -54,6 +74,36 @@ enum Command {
         /// Where to write the key; the public key goes beside it with extension .pub.
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientAction {
+    /// Sign DATA into an envelope with the MSP folder and submit it.
+    Submit {
+        #[arg(long)]
+        signer: PathBuf,
+        #[arg(long)]
+        msp_id: Option<String>,
+        #[arg(long)]
+        data: PathBuf,
+        /// Answer only once the envelope is in a committed block.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Fetch one block (a number, oldest or newest) and verify it.
+    Fetch {
+        #[arg(default_value = "newest")]
+        position: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Follow blocks from START (oldest, newest or a number) to STOP (a number or never).
+    Deliver {
+        #[arg(long, default_value = "oldest")]
+        start: String,
+        #[arg(long, default_value = "never")]
+        stop: String,
     },
 }
 
@@ -86,6 +136,16 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Dev { nodes, dir, channel, base_port, demo, exit_after_demo } => {
             let opts = DevOptions { nodes, dir, channel, base_port, demo, exit_after_demo };
             runtime()?.block_on(dev::run(opts)).map_err(|e| e.to_string())
+        }
+        Command::Client { addr, channel, tls_dir, cacert, genesis, action } => {
+            use orderer::node::client_cli::{run, Action, Target};
+            let target = Target { addr, channel, tls_dir, cacerts: cacert, genesis };
+            let action = match action {
+                ClientAction::Submit { signer, msp_id, data, wait } => Action::Submit { signer, msp_id, data, wait },
+                ClientAction::Fetch { position, out } => Action::Fetch { position, out },
+                ClientAction::Deliver { start, stop } => Action::Deliver { start, stop },
+            };
+            runtime()?.block_on(run(target, action))
         }
         Command::CheckConfig { config } => {
             let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k != "ORDERER_CONFIG").collect();

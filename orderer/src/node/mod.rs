@@ -5,6 +5,7 @@ pub mod admin;
 pub mod api;
 pub mod channel;
 pub mod client;
+pub mod client_cli;
 pub mod dev;
 pub mod identity;
 pub mod ops;
