@@ -3,116 +3,15 @@
 //! with SIGKILL, a view change, ordering continues; the killed node
 //! restarted catches up by state transfer.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod support;
 
-use ca_tools::{Msp, TlsIdentity};
+use std::time::Instant;
+
+use ca_tools::Msp;
 use orderer::node::client::HttpsClient;
-use orderer::node::dev::{ports, prepare, DevOptions};
 use orderer::storage::Store;
 use prost::Message;
-
-const CHANNEL: &str = "devchannel";
-
-struct Cluster {
-    opts: DevOptions,
-    configs: Vec<PathBuf>,
-    procs: Vec<Option<Child>>,
-}
-
-impl Cluster {
-    fn start_node(&mut self, i: usize) {
-        let log = self.configs[i].with_file_name("orderer.log");
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_orderer"))
-            .arg("start")
-            .arg("--config")
-            .arg(&self.configs[i])
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .unwrap();
-        self.procs[i] = Some(child);
-    }
-
-    fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.procs[i].take() {
-            let _ = c.kill(); // SIGKILL
-            let _ = c.wait();
-        }
-    }
-
-    fn metric(&self, i: usize, name: &str) -> Option<u64> {
-        let (.., ops) = ports(self.opts.base_port, i);
-        let text = http_get(ops, "/metrics")?;
-        text.lines()
-            .find(|l| l.starts_with(name) && l.contains(CHANNEL))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .map(|v| v as u64)
-    }
-
-    fn log(&self, i: usize) -> String {
-        std::fs::read_to_string(self.configs[i].with_file_name("orderer.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for i in 0..self.procs.len() {
-            self.kill(i);
-        }
-    }
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    Some(buf)
-}
-
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out after {secs} s waiting for: {what}");
-}
-
-async fn clients(opts: &DevOptions, nodes: &[usize]) -> (Msp, Vec<HttpsClient>) {
-    let dir = &opts.dir;
-    let client_dir = dir.join("crypto/org1/users/client");
-    let msp = Msp::load(Some("Org1MSP"), &client_dir.join("msp")).unwrap();
-    let tls = TlsIdentity::load(&client_dir.join("tls")).unwrap();
-    let bundle = std::fs::read_to_string(dir.join("tls-ca-bundle.pem")).unwrap_or_else(|_| bundle(dir));
-    let roots: Vec<String> = pem::parse_many(bundle.as_bytes()).unwrap().iter().map(pem::encode).collect();
-    let config = Arc::new(ca_tools::client_config(&tls, &roots).unwrap());
-    let mut conns = Vec::new();
-    for &i in nodes {
-        let (_, api, ..) = ports(opts.base_port, i);
-        conns.push(HttpsClient::connect(&format!("127.0.0.1:{api}"), "127.0.0.1", config.clone()).await.unwrap());
-    }
-    (msp, conns)
-}
-
-fn bundle(dir: &Path) -> String {
-    let mut out = String::new();
-    for org in ["ordererorg1", "ordererorg2", "org1"] {
-        for pem in channels::files::read_pem_dir(&dir.join("crypto").join(org).join("ca/msp/tlscacerts")).unwrap() {
-            out.push_str(&pem);
-        }
-    }
-    out
-}
+use support::{clients, network, wait_until, CHANNEL};
 
 /// Submits `count` envelopes round-robin; returns how many got SUCCESS.
 async fn submit(msp: &Msp, conns: &mut [HttpsClient], from: usize, count: usize) -> usize {
@@ -137,23 +36,9 @@ async fn submit(msp: &Msp, conns: &mut [HttpsClient], from: usize, count: usize)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_order_ten_thousand_envelopes_survive_a_killed_primary_and_catch_up() {
     let dir = tempfile::tempdir().unwrap();
-    let base_port = 20000 + (std::process::id() % 2000) as u16 * 10;
-    let opts = DevOptions {
-        nodes: 4,
-        dir: dir.path().join("net"),
-        channel: CHANNEL.into(),
-        base_port,
-        demo: 0,
-        exit_after_demo: true,
-    };
-    let configs = prepare(&opts).unwrap();
-    let mut cluster = Cluster { opts: opts.clone(), procs: (0..4).map(|_| None).collect(), configs };
-    for i in 0..4 {
-        cluster.start_node(i);
-    }
-    wait_until("all four nodes ready", 60, || {
-        (0..4).all(|i| http_get(ports(base_port, i).3, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")))
-    });
+    let mut cluster = network(dir.path(), 4);
+    let opts = cluster.opts.clone();
+    cluster.start_all();
 
     // 10,000 envelopes through all four nodes.
     let (msp, mut conns) = clients(&opts, &[0, 1, 2, 3]).await;

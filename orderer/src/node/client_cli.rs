@@ -67,7 +67,9 @@ fn verify(block: &PbBlock, config: Option<&ChannelConfig>) -> Result<&'static st
     channels::block::verify_data_hash(block).map_err(|e| format!("block {number}: {e}"))?;
     match config {
         Some(_) if number == 0 => Ok("genesis"),
-        Some(c) => verify_block_certificate(block, c).map(|_| "certificate verified").map_err(|e| format!("block {number}: {e}")),
+        Some(c) => verify_block_certificate(block, c)
+            .map(|_| "certificate verified")
+            .map_err(|e| format!("block {number}: {e}")),
         None => Ok("not verified (give --genesis)"),
     }
 }
@@ -78,8 +80,13 @@ pub async fn run(t: Target, action: Action) -> Result<(), String> {
     match action {
         Action::Submit { signer, msp_id, data, wait } => {
             let msp = Msp::load(msp_id.as_deref(), &signer).map_err(|e| e.to_string())?;
-            let env = channels::envelope::build_envelope_now(&t.channel, &msp, &read(&data)?, HeaderType::EndorserTransaction)
-                .map_err(|e| e.to_string())?;
+            let env = channels::envelope::build_envelope_now(
+                &t.channel,
+                &msp,
+                &read(&data)?,
+                HeaderType::EndorserTransaction,
+            )
+            .map_err(|e| e.to_string())?;
             let path = if wait { format!("{base}/envelopes?wait=commit") } else { format!("{base}/envelopes") };
             let r = conn.request("POST", &path, &env.encode_to_vec()).await.map_err(|e| e.to_string())?;
             println!("{}", String::from_utf8_lossy(&r.body));
@@ -95,7 +102,8 @@ pub async fn run(t: Target, action: Action) -> Result<(), String> {
             if r.status != 200 {
                 return Err(format!("HTTP {}: {}", r.status, String::from_utf8_lossy(&r.body)));
             }
-            let block = PbBlock::decode(r.body.as_slice()).map_err(|e| format!("the orderer sent a malformed block: {e}"))?;
+            let block =
+                PbBlock::decode(r.body.as_slice()).map_err(|e| format!("the orderer sent a malformed block: {e}"))?;
             let verdict = verify(&block, config.as_ref())?;
             let number = block.header.as_ref().map_or(0, |h| h.number);
             let count = block.data.as_ref().map_or(0, |d| d.data.len());
