@@ -45,6 +45,10 @@ fn issue(ca_dir: &Path, name: &str, role: Role, validity: Validity, out: &Path) 
     ca.issue(req, out, false).unwrap();
 }
 
+/// (what, TLS config, path, body, expected HTTP code (None: refused at
+/// TLS), words the message must contain)
+type Case = (&'static str, std::sync::Arc<rustls::ClientConfig>, String, Vec<u8>, Option<u16>, &'static str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_bad_request_gets_its_documented_answer_and_nothing_accepted_is_lost() {
     let dir = tempfile::tempdir().unwrap();
@@ -123,8 +127,7 @@ async fn each_bad_request_gets_its_documented_answer_and_nothing_accepted_is_los
     let orderer_tls = client_config(&opts, &crypto.join("ordererorg1/orderers/orderer1/tls"));
     let oversize = vec![7u8; 11 * 1024 * 1024];
 
-    // (what, tls config, path, body, expected answer, expected words in the message)
-    let cases: Vec<(&str, std::sync::Arc<rustls::ClientConfig>, String, Vec<u8>, Option<u16>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("no client certificate", no_cert, submit.clone(), envelope("a"), None, ""),
         (
             "certificate of a foreign CA",
