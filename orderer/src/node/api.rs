@@ -333,6 +333,15 @@ pub fn fabric_block(state: &ApiState, entry: &ChannelEntry, number: Seq) -> Opti
     Some(pb)
 }
 
+/// A block position: `oldest`, `newest` or a number.
+fn position(spec: &str, entry: &ChannelEntry) -> Option<Seq> {
+    match spec {
+        "oldest" => Some(0),
+        "newest" => Some(certified_height(entry)),
+        n => n.parse().ok(),
+    }
+}
+
 fn certified_height(entry: &ChannelEntry) -> Seq {
     entry.handle.status().borrow().certified
 }
@@ -352,20 +361,16 @@ async fn block(
     if let Err(r) = authorize(&entry, &peer, READERS) {
         return *r;
     }
-    let number = match spec.as_str() {
-        "oldest" => 0,
-        "newest" => certified_height(&entry),
-        n => match n.parse::<u64>() {
-            Ok(n) => n,
-            Err(_) => {
-                return answer(
-                    StatusCode::BAD_REQUEST,
-                    "BAD_REQUEST",
-                    format!("block {spec:?}: use a number, oldest or newest"),
-                    json!({}),
-                )
-            }
-        },
+    let number = match position(&spec, &entry) {
+        Some(n) => n,
+        None => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                format!("block {spec:?}: use a number, oldest or newest"),
+                json!({}),
+            )
+        }
     };
     let Some(pb) = fabric_block(&state, &entry, number) else {
         return answer(
@@ -397,16 +402,9 @@ async fn deliver(
     if let Err(r) = authorize(&entry, &peer, READERS) {
         return *r;
     }
-    let newest = certified_height(&entry);
-    let start = match q.start.as_deref().unwrap_or("oldest") {
-        "oldest" => 0,
-        "newest" => newest,
-        n => match n.parse::<u64>() {
-            Ok(n) => n,
-            Err(_) => {
-                return answer(StatusCode::BAD_REQUEST, "BAD_REQUEST", "start: oldest, newest or a number", json!({}))
-            }
-        },
+    let start_spec = q.start.as_deref().unwrap_or("oldest");
+    let Some(start) = position(start_spec, &entry) else {
+        return answer(StatusCode::BAD_REQUEST, "BAD_REQUEST", "start: oldest, newest or a number", json!({}));
     };
     let stop = match q.stop.as_deref().unwrap_or("never") {
         "never" => u64::MAX,
