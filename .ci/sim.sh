@@ -3,21 +3,30 @@
 #   CI:      2,000 seeds over n in {4,7} + 200 seeds at n=10, every Byzantine
 #            strategy mixed in (f Byzantine replicas per cluster), then the
 #            negative controls.
-#   LONG=1:  100,000 seeds over n in {4,7,10}.
+#            Twins (500 seeds), and negative controls (f+1 colluders, f+1
+#            twins, deliberate faults in the core).
+#   LONG=1:  100,000 seeds over n in {4,7,10} and 100,000 Twins scenarios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p orderer --bin sim
 sim=target/release/sim
 if [ "${LONG:-0}" = 1 ]; then
   "$sim" --seeds 100000 --nodes 4,7,10
+  "$sim" --seeds 100000 --nodes 4,7 --twins 1
 else
   "$sim" --seeds 2000 --nodes 4,7
   "$sim" --seeds 200 --start 2000 --nodes 10
+  echo "-- Twins: one replica runs twice (same keys, different partitions)"
+  "$sim" --seeds 500 --nodes 4,7 --twins 1
 fi
 
 echo "-- negative control: f+1 colluding split-brain replicas must break agreement"
 "$sim" --seeds 100 --nodes 4 --byzantine 2 --strategy split --expect-violation | tail -n 1
 "$sim" --seeds 100 --nodes 7 --byzantine 3 --strategy split --expect-violation | tail -n 1
+
+echo "-- negative control: twins of f+1 replicas must break agreement"
+"$sim" --seeds 100 --nodes 4 --twins 2 --expect-violation | tail -n 1
+"$sim" --seeds 100 --nodes 7 --twins 3 --expect-violation | tail -n 1
 
 echo "-- negative control: deliberate faults in the core must be caught"
 cargo build --release -q -p orderer --features mutants --bin sim --target-dir target/mutants

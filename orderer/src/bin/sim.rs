@@ -29,6 +29,10 @@ struct Args {
     /// Strategies Byzantine replicas draw from (default: all).
     #[arg(long, value_delimiter = ',')]
     strategy: Vec<String>,
+    /// Replicas run as twins (same identity and keys, separate state, in
+    /// different partitions), counted among the faulty: Twins testing.
+    #[arg(long, default_value_t = 0)]
+    twins: usize,
     /// Client requests per run.
     #[arg(long, default_value_t = 40)]
     requests: usize,
@@ -85,13 +89,14 @@ fn main() -> ExitCode {
     let mut summary = Summary::default();
     for seed in &seeds {
         let nodes = args.nodes[(*seed % args.nodes.len() as u64) as usize];
-        let byzantine = args.byzantine.unwrap_or((nodes - 1) / 3);
+        let byzantine = args.byzantine.unwrap_or(((nodes - 1) / 3).saturating_sub(args.twins));
         let report = run(Scenario {
             seed: *seed,
             nodes,
             byzantine,
             strategies: strategies.clone(),
             requests: args.requests,
+            twins: args.twins,
             trace: args.seed.is_some(),
             #[cfg(feature = "mutants")]
             mutant,
@@ -110,8 +115,9 @@ fn main() -> ExitCode {
         let strat =
             if args.strategy.is_empty() { String::new() } else { format!(" --strategy {}", args.strategy.join(",")) };
         let mutant = args.mutant.as_ref().map(|m| format!(" --mutant {m}")).unwrap_or_default();
+        let twins = if args.twins > 0 { format!(" --twins {}", args.twins) } else { String::new() };
         println!("failing seed {seed} (n={n}): {what}");
-        println!("  replay: sim --seed {seed} --nodes {}{byz}{strat}{mutant}", nodes.join(","));
+        println!("  replay: sim --seed {seed} --nodes {}{byz}{strat}{mutant}{twins}", nodes.join(","));
     }
     println!(
         "sim: seeds={} nodes={} steps={} blocks={} view_changes={} safety_violations={} liveness_failures={}",

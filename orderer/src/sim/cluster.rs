@@ -34,6 +34,9 @@ pub struct Scenario {
     pub byzantine: usize,
     pub strategies: Vec<Strategy>,
     pub requests: usize,
+    /// Replicas run twice (same identity and keys, separate state), as in
+    /// the Twins method; they count among the faulty.
+    pub twins: usize,
     pub trace: bool,
     #[cfg(feature = "mutants")]
     pub mutant: Option<crate::consensus::types::Mutant>,
@@ -56,7 +59,8 @@ enum Payload {
 }
 
 struct Event {
-    to: ReplicaId,
+    /// Index of the receiving instance in `nodes` (twins share an id).
+    to: usize,
     payload: Payload,
 }
 
@@ -107,6 +111,9 @@ pub struct Cluster {
     nodes: Vec<Node>,
     honest: BTreeSet<ReplicaId>,
     net: Net,
+    /// Twins partitions: the group of each instance, while they last.
+    groups: Option<Vec<u8>>,
+    twin_ids: Vec<ReplicaId>,
     queue: BinaryHeap<Reverse<(u64, u64)>>,
     events: HashMap<u64, Event>,
     event_counter: u64,
@@ -128,7 +135,11 @@ impl Cluster {
         let keyring = Keyring::new(&members, sc.seed);
         let genesis_hash: Digest = Sha256::digest(format!("genesis-{}", sc.seed)).into();
         let byz: BTreeSet<ReplicaId> = rng.choose(n, sc.byzantine.min(n)).into_iter().map(|i| members[i]).collect();
-        let honest: BTreeSet<ReplicaId> = members.iter().copied().filter(|m| !byz.contains(m)).collect();
+        let not_byz: Vec<ReplicaId> = members.iter().copied().filter(|m| !byz.contains(m)).collect();
+        let twin_ids: Vec<ReplicaId> =
+            rng.choose(not_byz.len(), sc.twins.min(not_byz.len())).into_iter().map(|i| not_byz[i]).collect();
+        let honest: BTreeSet<ReplicaId> =
+            members.iter().copied().filter(|m| !byz.contains(m) && !twin_ids.contains(m)).collect();
         // Side B of the split: every other honest replica.
         let side_b: BTreeSet<ReplicaId> =
             honest.iter().copied().enumerate().filter(|(i, _)| i % 2 == 1).map(|(_, m)| m).collect();
@@ -139,11 +150,11 @@ impl Cluster {
             cut: BTreeSet::new(),
         };
         let mut description = format!(
-            "seed={} n={} byzantine={:?} delay_max={} drop={}‰ dup={}‰",
-            sc.seed, n, byz, net.delay_max, net.drop_per_mille, net.dup_per_mille
+            "seed={} n={} byzantine={:?} twins={:?} delay_max={} drop={}‰ dup={}‰",
+            sc.seed, n, byz, twin_ids, net.delay_max, net.drop_per_mille, net.dup_per_mille
         );
         let mut nodes = Vec::with_capacity(n);
-        for id in &members {
+        for id in members.iter().chain(twin_ids.iter()) {
             let adversary = byz.contains(id).then(|| {
                 let strategy = *rng.pick(&sc.strategies);
                 description.push_str(&format!(" {}={}", id, strategy.name()));
@@ -178,6 +189,8 @@ impl Cluster {
             nodes,
             honest,
             net,
+            groups: None,
+            twin_ids,
             queue: BinaryHeap::new(),
             events: HashMap::new(),
             event_counter: 0,
@@ -324,6 +337,7 @@ impl Cluster {
         self.trace(|| self.report.description.clone());
         let end = FAULT_TICKS + LIVENESS_TICKS;
         while self.now < end {
+            self.regroup_twins();
             self.apply_faults();
             self.submit_requests();
             self.deliver_due();
@@ -335,8 +349,7 @@ impl Cluster {
                     _ => vec![],
                 };
                 for (to, bytes) in extra {
-                    let id = self.nodes[i].id;
-                    self.transmit(id, to, bytes);
+                    self.transmit(i, to, bytes);
                 }
             }
             if !self.report.safety.is_empty() {
@@ -390,8 +403,32 @@ impl Cluster {
         self.nodes.iter().filter(|n| self.honest.contains(&n.id))
     }
 
+    /// The first instance of `id` (twins have a second one after the members).
     fn index(&self, id: ReplicaId) -> usize {
         (id - 1) as usize
+    }
+
+    /// Twins: every so often, a new random split of the instances into two
+    /// groups, each twin pair on both sides; messages cross no group.
+    fn regroup_twins(&mut self) {
+        if self.twin_ids.is_empty() {
+            return;
+        }
+        if self.now >= FAULT_TICKS {
+            self.groups = None;
+            return;
+        }
+        if self.now % 200 != 0 {
+            return;
+        }
+        let mut groups: Vec<u8> = (0..self.nodes.len()).map(|_| self.rng.range(0, 1) as u8).collect();
+        let members = self.members.len();
+        for (k, id) in self.twin_ids.clone().iter().enumerate() {
+            let first = self.index(*id);
+            groups[members + k] = 1 - groups[first];
+        }
+        self.trace(|| format!("twins partition {groups:?}"));
+        self.groups = Some(groups);
     }
 
     fn apply_faults(&mut self) {
@@ -486,7 +523,7 @@ impl Cluster {
             }
             self.queue.pop();
             let Some(ev) = self.events.remove(&key) else { continue };
-            let i = self.index(ev.to);
+            let i = ev.to;
             match ev.payload {
                 Payload::Frame { bytes, .. } => {
                     if let Some(a) = &mut self.nodes[i].adversary {
@@ -509,16 +546,26 @@ impl Cluster {
 
     /// Puts a frame on the simulated network: cut links drop it, the rest may
     /// be dropped, duplicated and delayed (which reorders).
-    fn transmit(&mut self, from: ReplicaId, to: ReplicaId, bytes: Vec<u8>) {
-        if from == to || self.net.cut.contains(&(from, to)) || self.rng.chance(self.net.drop_per_mille) {
+    fn transmit(&mut self, from: usize, to: ReplicaId, bytes: Vec<u8>) {
+        let from_id = self.nodes[from].id;
+        if from_id == to || self.net.cut.contains(&(from_id, to)) {
             return;
         }
-        if self.rng.chance(self.net.dup_per_mille) {
+        let targets: Vec<usize> = (0..self.nodes.len())
+            .filter(|j| self.nodes[*j].id == to)
+            .filter(|j| self.groups.as_ref().is_none_or(|g| g[*j] == g[from]))
+            .collect();
+        for j in targets {
+            if self.rng.chance(self.net.drop_per_mille) {
+                continue;
+            }
+            if self.rng.chance(self.net.dup_per_mille) {
+                let d = self.rng.range(1, self.net.delay_max);
+                self.schedule(d, Event { to: j, payload: Payload::Frame { bytes: bytes.clone() } });
+            }
             let d = self.rng.range(1, self.net.delay_max);
-            self.schedule(d, Event { to, payload: Payload::Frame { bytes: bytes.clone() } });
+            self.schedule(d, Event { to: j, payload: Payload::Frame { bytes: bytes.clone() } });
         }
-        let d = self.rng.range(1, self.net.delay_max);
-        self.schedule(d, Event { to, payload: Payload::Frame { bytes } });
     }
 
     /// Runs one input on node `i` and carries out its outputs, in order.
@@ -602,7 +649,7 @@ impl Cluster {
             None => to.iter().map(|t| (*t, frame.to_vec())).collect(),
         };
         for (t, bytes) in sends {
-            self.transmit(id, t, bytes);
+            self.transmit(i, t, bytes);
         }
     }
 
@@ -710,7 +757,7 @@ impl Cluster {
         self.trace(|| format!("node {id} fetches {from}..={to} from {}: {} blocks", server.id, blocks.len()));
         if !blocks.is_empty() {
             let d = self.rng.range(1, self.net.delay_max);
-            self.schedule(d, Event { to: id, payload: Payload::Blocks(blocks) });
+            self.schedule(d, Event { to: i, payload: Payload::Blocks(blocks) });
         }
     }
 }

@@ -61,6 +61,7 @@ mod tests {
             byzantine,
             strategies: strategies.to_vec(),
             requests: 30,
+            twins: 0,
             trace: false,
             #[cfg(feature = "mutants")]
             mutant: None,
@@ -87,6 +88,14 @@ mod tests {
     fn one_byzantine_of_four_breaks_nothing() {
         for seed in 0..40 {
             let r = run(scenario(seed, 4, 1, &Strategy::ALL));
+            assert!(r.safety.is_empty() && r.liveness.is_empty(), "seed {seed}: {:?} {:?}", r.safety, r.liveness);
+        }
+    }
+
+    #[test]
+    fn twins_of_one_replica_of_four_break_nothing() {
+        for seed in 0..30 {
+            let r = run(Scenario { twins: 1, ..scenario(seed, 4, 0, &Strategy::ALL) });
             assert!(r.safety.is_empty() && r.liveness.is_empty(), "seed {seed}: {:?} {:?}", r.safety, r.liveness);
         }
     }
