@@ -418,7 +418,7 @@ impl Cluster {
             self.groups = None;
             return;
         }
-        if self.now % 200 != 0 {
+        if !self.now.is_multiple_of(200) {
             return;
         }
         let mut groups: Vec<u8> = (0..self.nodes.len()).map(|_| self.rng.range(0, 1) as u8).collect();
