@@ -12,6 +12,7 @@ check and exits non-zero at the first failure.
 
 import argparse
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -61,18 +62,18 @@ class Chart:
         self.work = work
         self.renders = 0
 
-    def template_cmd(self, files=(), sets=()):
-        cmd = [self.helm, "template", RELEASE, str(CHART), "--namespace", "ns"]
+    def template_cmd(self, files=(), sets=(), chart_dir=CHART):
+        cmd = [self.helm, "template", RELEASE, str(chart_dir), "--namespace", "ns"]
         for f in files:
             cmd += ["-f", str(f)]
         for s in sets:
             cmd += ["--set", s]
         return cmd
 
-    def render(self, files=(), sets=()):
+    def render(self, files=(), sets=(), chart_dir=CHART):
         """Rendered manifests as (text, list of documents)."""
         self.renders += 1
-        text = run(self.template_cmd(files, sets)).stdout
+        text = run(self.template_cmd(files, sets, chart_dir)).stdout
         docs = [d for d in yaml.safe_load_all(text) if d]
         return text, docs
 
@@ -131,6 +132,11 @@ def check_pdb_is_f(chart):
         f = (n - 1) // 3
         expect(pdb["spec"]["maxUnavailable"] == f, f"n={n}: maxUnavailable {pdb['spec']['maxUnavailable']} != f={f}")
         ok(f"PDB maxUnavailable = f = {f} for {n} consenters")
+    for n in (1, 3, 5, 6, 9):
+        _, docs = chart.render(sets=[f"replicas={n}", f"channel.consenters={n}"])
+        got = one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"]
+        expect(got == (n - 1) // 3, f"n={n}: maxUnavailable {got} != f={(n - 1) // 3}")
+    ok("PDB maxUnavailable = floor((n-1)/3) also for n = 1, 3, 5, 6, 9 (not n/3)")
     _, docs = chart.render(files=[CHART / "examples" / "org1-of-consortium.yaml"])
     expect(one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1, "org1 example: f of the 4-consenter channel")
     ok("PDB of 2 pods of a 4-consenter channel allows f = 1 (channel-wide f, not per release)")
@@ -338,6 +344,7 @@ def check_monitoring(chart):
         ok(f"PrometheusRule ({len(alerts)} alerts) passes `promtool check rules`; ServiceMonitor scrapes operations")
     else:
         ok(f"PrometheusRule ({len(alerts)} alerts) rendered (promtool absent: rules not checked)")
+    check_rules_from_files(chart)
     _, docs = chart.render()
     expect(not [d for d in docs if d["kind"] in CRD_KINDS], "monitoring CRDs rendered by default")
     ok("ServiceMonitor and PrometheusRule are off by default (no CRDs required)")
@@ -349,6 +356,63 @@ def check_monitoring(chart):
     projected = next(v for v in spec["volumes"] if v["name"] == "secrets")["projected"]["sources"]
     expect(sum(1 for s in projected if s["secret"]["name"].startswith(f"{FULLNAME}-tls-")) == 4, "TLS secrets")
     ok("certManager.enabled: one Certificate per consenter, mounted as its tls/ folder")
+
+
+def check_rules_from_files(chart):
+    """Rule files copied into files/prometheus/ replace the minimal rule set."""
+    copy = chart.work / "chart-with-rules"
+    shutil.copytree(CHART, copy)
+    rules = {"groups": [{"name": "from-file", "rules": [
+        {"alert": "FromFile", "expr": "bft_view_change_in_progress == 1", "for": "10m"}]}]}
+    (copy / "files" / "prometheus" / "orderer.rules.yaml").write_text(yaml.safe_dump(rules))
+    sets = ["metrics.prometheusRule.enabled=true"]
+    _, docs = chart.render(sets=sets, chart_dir=copy)
+    groups = one(docs, "PrometheusRule")["spec"]["groups"]
+    expect([g["name"] for g in groups] == ["from-file"], f"rules from files/prometheus not used: {groups}")
+    (copy / "files" / "prometheus" / "orderer.rules.yaml").write_text("rules: []\n")
+    proc = run(chart.template_cmd(sets=sets, chart_dir=copy), check=False)
+    expect(proc.returncode != 0 and "not a Prometheus rules file" in proc.stderr, "a rules file without groups")
+    ok("rule files in files/prometheus/ replace the minimal rules; a file without groups: is refused")
+    check_repository_rules(chart)
+
+
+def rule_files(folder):
+    """Prometheus rules files (top-level groups:) under folder, by name."""
+    found = {}
+    for path in sorted(folder.rglob("*.y*ml")) if folder.is_dir() else []:
+        doc = yaml.safe_load(path.read_text())
+        if isinstance(doc, dict) and "groups" in doc:
+            found[path.name] = path
+    return found
+
+
+def check_repository_rules(chart):
+    """monitoring/prometheus/ rules, when the repository has them, render into the PrometheusRule."""
+    repo_rules = rule_files(REPO / "monitoring" / "prometheus")
+    if not repo_rules:
+        ok("no rules in monitoring/prometheus/ yet: the chart ships its minimal rule set")
+        return
+    copy = chart.work / "chart-with-repo-rules"
+    shutil.copytree(CHART, copy)
+    for old in (copy / "files" / "prometheus").glob("*.y*ml"):
+        old.unlink()
+    for name, path in repo_rules.items():
+        shutil.copy(path, copy / "files" / "prometheus" / name)
+    _, docs = chart.render(sets=["metrics.prometheusRule.enabled=true"], chart_dir=copy)
+    groups = one(docs, "PrometheusRule")["spec"]["groups"]
+    want = sum(len(yaml.safe_load(p.read_text())["groups"]) for p in repo_rules.values())
+    expect(len(groups) == want, f"PrometheusRule has {len(groups)} groups, monitoring/prometheus has {want}")
+    if chart.promtool:
+        rules_path = chart.work / "repo-rules.yaml"
+        rules_path.write_text(yaml.safe_dump({"groups": groups}))
+        run([chart.promtool, "check", "rules", str(rules_path)])
+    ok(f"the {len(repo_rules)} rule file(s) of monitoring/prometheus/ render into the PrometheusRule ({want} groups)")
+    shipped = rule_files(CHART / "files" / "prometheus")
+    same = shipped.keys() == repo_rules.keys() and all(
+        shipped[n].read_bytes() == repo_rules[n].read_bytes() for n in repo_rules)
+    if not same:
+        print("warning: helm/orderer/files/prometheus/ differs from monitoring/prometheus/; the packaged chart ships "
+              "other rules: cp monitoring/prometheus/<rules>.yml helm/orderer/files/prometheus/", flush=True)
 
 
 def entry_env(chart, extra):
