@@ -222,7 +222,7 @@ def check_config_negative(chart, cfg_path):
 
 def check_every_key_reachable(chart, resolved):
     """Every key `orderer check-config` knows (except node.id) can be set through `config:`."""
-    full = {k: v for k, v in resolved.items()}
+    full = dict(resolved)
     full["node"] = {k: v for k, v in resolved["node"].items() if k != "id"}
     # Change every value so the test cannot pass on defaults alone.
     changed = bump(full)
