@@ -12,11 +12,17 @@ check and exits non-zero at the first failure.
 
 import argparse
 import os
+import random
 import shutil
+import signal
+import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -494,6 +500,123 @@ def check_readme_lists_values():
     ok(f"README.md lists all {len(paths)} values of values.yaml")
 
 
+# Identity Secret key -> file of a `ca-tools issue --role orderer` folder.
+SECRET_KEY_FILES = {
+    "msp-signcert.pem": "msp/signcerts/*.pem",
+    "msp-key.pem": "msp/keystore/priv_sk",
+    "msp-cacert.pem": "msp/cacerts/ca-cert.pem",
+    "msp-tlscacert.pem": "msp/tlscacerts/tlsca-cert.pem",
+    "tls.crt": "tls/server.crt",
+    "tls.key": "tls/server.key",
+    "ca.crt": "tls/ca.crt",
+    "mac.key": "mac.key",
+}
+READY_WAIT_S = 60
+
+
+def check_pods_start(chart):
+    """Four pods laid out exactly as the chart mounts them start and become ready.
+
+    `orderer dev` makes real crypto and a genesis block. Each consenter's
+    folder becomes an identity Secret (the keys README.md documents); the
+    Secrets are projected with the rendered StatefulSet's items; the
+    entrypoint's install-identity copies the pod's own identity; the rendered
+    orderer.yaml (paths under a per-pod root, loopback ports of the genesis
+    block) runs through the entrypoint; each node's /readyz must say READY.
+    """
+    dev = chart.work / "dev"
+    base = free_port_base()
+    env = entry_env(chart, {})
+    run([chart.orderer, "dev", "--dir", str(dev), "--base-port", str(base), "--exit-after-demo"], env=env)
+    _, docs = chart.render(sets=["replicas=4", "channel.consenters=4"])
+    spec = pod_spec(docs)
+    config = orderer_yaml(docs)
+    init = next(c for c in spec["initContainers"] if c["name"] == "identity")
+    init_env = {e["name"]: e["value"] for e in init["env"] if "value" in e}
+    secrets = chart.work / "projected"
+    for source in next(v for v in spec["volumes"] if v["name"] == "secrets")["projected"]["sources"]:
+        consenter_id = int(source["secret"]["name"].rsplit("-", 1)[1])
+        node = dev / "crypto" / ("ordererorg1" if consenter_id <= 2 else "ordererorg2") / "orderers" / f"orderer{consenter_id}"
+        for item in source["secret"]["items"]:
+            [src] = sorted(node.glob(SECRET_KEY_FILES[item["key"]]))
+            dest = secrets / item["path"]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dest)
+    procs = []
+    try:
+        for ordinal in range(4):
+            root = chart.work / f"pod{ordinal}"
+            pod = {"POD_NAME": f"{FULLNAME}-{ordinal}", "CONSENTER_ID_OFFSET": "0"}
+            installer = dict(pod, IDENTITY_SOURCE_DIR=str(secrets))
+            for key in ("IDENTITY_MSP_DIR", "IDENTITY_TLS_DIR", "IDENTITY_MAC_KEY_FILE"):
+                installer[key] = str(root) + init_env[key]
+            run(["sh", str(ENTRYPOINT), "install-identity"], env=entry_env(chart, installer))
+            cfg = yaml.safe_load(yaml.safe_dump(config))
+            for key in ("data_dir", "msp_dir", "tls_dir", "mac_key_file", "bootstrap_dir"):
+                cfg["node"][key] = str(root) + cfg["node"][key]
+            cfg["node"]["msp_id"] = "OrdererOrg1MSP" if ordinal < 2 else "OrdererOrg2MSP"
+            port = base + 10 * ordinal
+            for section, offset in (("cluster", 0), ("api", 1), ("admin", 3), ("operations", 4)):
+                cfg[section]["listen"] = f"127.0.0.1:{port + offset}"
+            boot = Path(cfg["node"]["bootstrap_dir"])
+            boot.mkdir(parents=True)
+            shutil.copy(dev / "bootstrap" / "devchannel.block", boot)
+            cfg_path = root / "orderer.yaml"
+            cfg_path.write_text(yaml.safe_dump(cfg))
+            log = open(root / "orderer.log", "w")
+            procs.append((subprocess.Popen(["sh", str(ENTRYPOINT), "start", "--config", str(cfg_path)],
+                                           env=entry_env(chart, pod), stdout=log, stderr=subprocess.STDOUT), log))
+        for ordinal in range(4):
+            wait_ready(f"http://127.0.0.1:{base + 10 * ordinal + 4}/readyz", procs[ordinal][0],
+                       chart.work / f"pod{ordinal}" / "orderer.log")
+        for ordinal in range(4):
+            text = (chart.work / f"pod{ordinal}" / "orderer.log").read_text()
+            expect(f"consenter id {ordinal + 1}" in text, f"pod {ordinal} did not run as consenter {ordinal + 1}")
+    finally:
+        for proc, log in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc, log in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+    ok("4 pods laid out as the chart mounts them (identity Secret keys -> projected paths -> install-identity, "
+       "rendered orderer.yaml, entrypoint) start with real crypto and report /readyz READY")
+
+
+def free_port_base(tries_max=20):
+    """A base port whose 4 x 10 ports are free now (other networks may run on this machine)."""
+    for _ in range(tries_max):
+        base = 24000 + 10 * random.randrange(0, 400)
+        try:
+            for port in range(base, base + 40):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise CheckFailed(f"no free range of 40 ports found in {tries_max} tries")
+
+
+def wait_ready(url, proc, log_path):
+    deadline = time.monotonic() + READY_WAIT_S
+    last = ""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise CheckFailed(f"orderer exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                body = answer.read(4096).decode()
+                if answer.status == 200 and "READY" in body:
+                    return
+        except (urllib.error.URLError, OSError) as e:
+            last = str(e)
+        time.sleep(0.5)
+    raise CheckFailed(f"{url} not READY within {READY_WAIT_S}s ({last}):\n{log_path.read_text()[-3000:]}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--helm", required=True)
@@ -524,6 +647,7 @@ def main():
             check_monitoring(chart)
             check_entrypoint(chart)
             check_readme_lists_values()
+            check_pods_start(chart)
         except CheckFailed as e:
             print(f"check FAILED: helm {e}", file=sys.stderr)
             return 1
