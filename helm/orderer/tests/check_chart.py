@@ -67,6 +67,7 @@ class Chart:
         self.promtool = promtool
         self.work = work
         self.renders = 0
+        self.rendered = []
 
     def template_cmd(self, files=(), sets=(), chart_dir=CHART):
         cmd = [self.helm, "template", RELEASE, str(chart_dir), "--namespace", "ns"]
@@ -81,6 +82,7 @@ class Chart:
         self.renders += 1
         text = run(self.template_cmd(files, sets, chart_dir)).stdout
         docs = [d for d in yaml.safe_load_all(text) if d]
+        self.rendered.append(text)
         return text, docs
 
     def refuses(self, files=(), sets=(), reason=""):
@@ -117,18 +119,33 @@ def deep_merge(base, over):
     return out
 
 
+def kubernetes_validate(venv_bin, path, label):
+    proc = run([str(venv_bin / "kubernetes-validate"), "--strict", "--quiet", "-k", K8S_VERSION, str(path)],
+               check=False)
+    problems = [line for line in (proc.stdout + proc.stderr).splitlines()
+                if line.strip() and not any(f"kind {k} " in line for k in CRD_KINDS)]
+    expect(proc.returncode == 0 and not problems, f"kubernetes-validate on {label}:\n" + "\n".join(problems))
+
+
 def check_kubernetes_validate(chart, venv_bin, cases):
     for label, files, sets in cases:
         text, docs = chart.render(files, sets)
         path = chart.work / f"{label}.yaml"
         path.write_text(text)
-        proc = run([str(venv_bin / "kubernetes-validate"), "--strict", "--quiet", "-k", K8S_VERSION, str(path)],
-                   check=False)
-        problems = [line for line in (proc.stdout + proc.stderr).splitlines()
-                    if line.strip() and not any(f"kind {k} " in line for k in CRD_KINDS)]
-        expect(proc.returncode == 0 and not problems, f"kubernetes-validate on {label}:\n" + "\n".join(problems))
+        kubernetes_validate(venv_bin, path, label)
         kinds = sorted({d["kind"] for d in docs})
         ok(f"{label}: {len(docs)} manifests ({', '.join(kinds)}) valid for Kubernetes {K8S_VERSION} (strict)")
+
+
+def check_every_render_valid(chart, venv_bin):
+    """Every manifest any test rendered passes kubernetes-validate --strict (one run over all)."""
+    path = chart.work / "every-render.yaml"
+    text = "\n---\n".join(chart.rendered)
+    path.write_text(text)
+    kubernetes_validate(venv_bin, path, "every render")
+    count = sum(1 for d in yaml.safe_load_all(text) if d)
+    ok(f"all {count} manifests of the {len(chart.rendered)} renders of these tests are valid for Kubernetes "
+       f"{K8S_VERSION} (strict)")
 
 
 def check_pdb_is_f(chart):
@@ -648,6 +665,7 @@ def main():
             check_entrypoint(chart)
             check_readme_lists_values()
             check_pods_start(chart)
+            check_every_render_valid(chart, venv_bin)
         except CheckFailed as e:
             print(f"check FAILED: helm {e}", file=sys.stderr)
             return 1
