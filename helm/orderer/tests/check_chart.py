@@ -32,6 +32,8 @@ CHART = REPO / "helm" / "orderer"
 EXAMPLES = sorted((CHART / "examples").glob("*.yaml"))
 ENTRYPOINT = REPO / "deploy" / "docker-entrypoint.sh"
 K8S_VERSION = "1.30.0"
+# The chart's kubeVersion floor, the version above, the newest the tool ships.
+K8S_VERSIONS_ALL = ("1.25.0", "1.30.0", "1.37.0")
 CRD_KINDS = {"Certificate", "ServiceMonitor", "PrometheusRule"}
 RELEASE = "t"
 FULLNAME = "t-orderer"
@@ -119,8 +121,8 @@ def deep_merge(base, over):
     return out
 
 
-def kubernetes_validate(venv_bin, path, label):
-    proc = run([str(venv_bin / "kubernetes-validate"), "--strict", "--quiet", "-k", K8S_VERSION, str(path)],
+def kubernetes_validate(venv_bin, path, label, version=K8S_VERSION):
+    proc = run([str(venv_bin / "kubernetes-validate"), "--strict", "--quiet", "-k", version, str(path)],
                check=False)
     problems = [line for line in (proc.stdout + proc.stderr).splitlines()
                 if line.strip() and not any(f"kind {k} " in line for k in CRD_KINDS)]
@@ -142,10 +144,11 @@ def check_every_render_valid(chart, venv_bin):
     path = chart.work / "every-render.yaml"
     text = "\n---\n".join(chart.rendered)
     path.write_text(text)
-    kubernetes_validate(venv_bin, path, "every render")
+    for version in K8S_VERSIONS_ALL:
+        kubernetes_validate(venv_bin, path, f"every render (Kubernetes {version})", version)
     count = sum(1 for d in yaml.safe_load_all(text) if d)
     ok(f"all {count} manifests of the {len(chart.rendered)} renders of these tests are valid for Kubernetes "
-       f"{K8S_VERSION} (strict)")
+       f"{', '.join(K8S_VERSIONS_ALL)} (strict)")
 
 
 def check_pdb_is_f(chart):
