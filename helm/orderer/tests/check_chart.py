@@ -6,8 +6,9 @@
 Renders the chart with default values, each example and chosen values; checks
 the manifests with kubernetes-validate, then the properties the chart promises
 (PDB = f, hardened pods, probes, config accepted by `orderer check-config`,
-schema refusals, entrypoint id derivation). Prints `check ok: helm <what>` per
-check and exits non-zero at the first failure.
+schema refusals, entrypoint id derivation), and finally starts four orderers
+laid out as the pods would be and waits for /readyz. Prints
+`check ok: helm <what>` per check and exits non-zero at the first failure.
 """
 
 import argparse
