@@ -18,9 +18,6 @@ mod metrics;
 use crate::consensus::{DropReason, ViewChangeReason};
 pub use metrics::{ChannelMetrics, DeliverStream, LATENCY_BUCKETS_SECONDS};
 
-/// Largest genesis block decoded to read the epoch's start time.
-const GENESIS_BYTES_MAX: usize = 64 * 1024 * 1024;
-
 /// Per-peer link figures, supplied by the cluster links.
 ///
 /// `peers` is the original, minimal view; `peer_figures` is what the
@@ -174,14 +171,6 @@ fn verification_kind(reason: DropReason) -> Option<&'static str> {
     }
 }
 
-/// Unix time (seconds) the channel's genesis block was created: the start
-/// of its first epoch.
-fn genesis_timestamp(entry: &ChannelEntry) -> Option<i64> {
-    let first = entry.genesis.data.as_ref()?.data.first()?;
-    let decoded = channels::envelope::decode_envelope(first, GENESIS_BYTES_MAX).ok()?;
-    decoded.channel_header.timestamp.map(|t| t.seconds)
-}
-
 /// Not-after times (unix seconds) of this node's certificates pinned in the
 /// channel configuration, by kind (`identity`, `tls`).
 fn own_certificate_expiry(entry: &ChannelEntry, node_id: u32) -> Vec<(&'static str, i64)> {
@@ -222,8 +211,6 @@ fn render_channels(reg: &Registry, channels: &[Arc<ChannelEntry>], node_id: u32)
     let in_flight = gauge(reg, "bft_in_flight_blocks", "Proposals in flight above the last executed block", ch)?;
     let epoch = gauge(reg, "bft_epoch", "Current epoch (MAC keys and consenter set)", ch)?;
     let epoch_height = gauge(reg, "bft_epoch_start_height", "Block number at which the current epoch took effect", ch)?;
-    let epoch_time =
-        gauge(reg, "bft_epoch_start_timestamp_seconds", "Unix time at which the current epoch took effect", ch)?;
     let rotate_blocks = gauge(
         reg,
         "bft_key_rotation_every_blocks",
@@ -271,9 +258,6 @@ fn render_channels(reg: &Registry, channels: &[Arc<ChannelEntry>], node_id: u32)
         // Epoch changes are not implemented yet: the first epoch starts at genesis.
         if entry.epoch == super::server::FIRST_EPOCH {
             epoch_height.with_label_values(&[ch]).set(0);
-            if let Some(t) = genesis_timestamp(entry) {
-                epoch_time.with_label_values(&[ch]).set(t);
-            }
         }
         let policy = entry.config.key_rotation.unwrap_or_default();
         rotate_blocks.with_label_values(&[ch]).set(to_i64(policy.every_blocks));

@@ -4,7 +4,7 @@
 //! counters stay monotonic across scrapes.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus::core::Collector;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
@@ -35,6 +35,7 @@ pub struct ChannelMetrics {
     broadcasts: IntCounterVec,
     deliver_streams: IntGauge,
     pool_capacity: IntGauge,
+    epoch_since: IntGauge,
     last_block: Mutex<Option<Instant>>,
 }
 
@@ -56,6 +57,12 @@ impl ChannelMetrics {
             channel,
         ))?;
         pool.set(i64::try_from(pool_capacity).unwrap_or(i64::MAX));
+        let epoch_since = IntGauge::with_opts(channel_opts(
+            "bft_epoch_observed_since_timestamp_seconds",
+            "Unix time since which this process runs the channel's current epoch (a lower bound of the epoch's age)",
+            channel,
+        ))?;
+        epoch_since.set(unix_now());
         Ok(ChannelMetrics {
             blocks: IntCounter::with_opts(channel_opts(
                 "bft_blocks_committed_total",
@@ -121,6 +128,7 @@ impl ChannelMetrics {
                 channel,
             ))?,
             pool_capacity: pool,
+            epoch_since,
             last_block: Mutex::new(None),
         })
     }
@@ -172,9 +180,14 @@ impl ChannelMetrics {
         DeliverStream(self.clone())
     }
 
+    /// The channel switched to a new epoch now. Hook for the epoch change.
+    pub fn epoch_started(&self) {
+        self.epoch_since.set(unix_now());
+    }
+
     /// Adds every figure to a scrape's registry.
     pub fn register(&self, reg: &Registry) -> Result<(), prometheus::Error> {
-        let collectors: [Box<dyn Collector>; 12] = [
+        let collectors: [Box<dyn Collector>; 13] = [
             Box::new(self.blocks.clone()),
             Box::new(self.envelopes.clone()),
             Box::new(self.block_envelopes.clone()),
@@ -187,12 +200,17 @@ impl ChannelMetrics {
             Box::new(self.broadcasts.clone()),
             Box::new(self.deliver_streams.clone()),
             Box::new(self.pool_capacity.clone()),
+            Box::new(self.epoch_since.clone()),
         ];
         for c in collectors {
             reg.register(c)?;
         }
         Ok(())
     }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// An open deliver stream; the gauge goes down when it is dropped.
