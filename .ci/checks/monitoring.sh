@@ -16,12 +16,14 @@ dashboard=monitoring/grafana/bftorderer-overview.json
 pending_hooks="bft_peer_rtt_seconds"
 
 tmp=$(mktemp -d)
+# A doctored copy of the unit tests sits next to them (rule paths are relative).
+negative="$(dirname "$tests")/.negative-control.yml"
 dev_pid=""
 prom_pid=""
 cleanup() {
   [ -n "$prom_pid" ] && kill "$prom_pid" 2>/dev/null && wait "$prom_pid" 2>/dev/null || true
   [ -n "$dev_pid" ] && kill -INT "$dev_pid" 2>/dev/null && wait "$dev_pid" 2>/dev/null || true
-  rm -rf "$tmp"
+  rm -rf "$tmp" "$negative"
 }
 trap cleanup EXIT
 fail() { echo "monitoring check FAILED: $*" >&2; exit 1; }
@@ -33,13 +35,20 @@ fi
 npm_dir="${BFT_NPM_PREFIX:-${XDG_CACHE_HOME:-$HOME/.cache}/bftorderer-monitoring-npm}"
 if [ ! -x "$npm_dir/node_modules/.bin/tsc" ] || [ ! -d "$npm_dir/node_modules/@grafana/schema" ]; then
   mkdir -p "$npm_dir"
-  npm install --prefix "$npm_dir" --no-audit --no-fund --silent @grafana/schema@13.2.3 typescript@5.9.3 >/dev/null
+  npm install --prefix "$npm_dir" --no-audit --no-fund --silent @grafana/schema@13.2.3 typescript@7.0.2 >/dev/null
 fi
 
 # --- rules ---------------------------------------------------------------
 promtool check rules "$rules" >"$tmp/check.log" 2>&1 || { cat "$tmp/check.log"; fail "promtool check rules"; }
 echo "check ok: monitoring rules parse ($(grep -o '[0-9]* rules found' "$tmp/check.log"))"
 promtool test rules "$tests" >"$tmp/test.log" 2>&1 || { cat "$tmp/test.log"; fail "promtool test rules"; }
+# Negative control: a wrong expectation must make the unit tests fail.
+sed 's/is 90% full/is 91% full/' "$tests" >"$negative"
+if promtool test rules "$negative" >/dev/null 2>&1; then
+  rm -f "$negative"
+  fail "promtool test rules passed a deliberately wrong expectation"
+fi
+rm -f "$negative"
 alerts=$(grep -c '^ *- alert:' "$rules")
 tested=$(grep -o 'alertname: [A-Za-z0-9]*' "$tests" | sort -u | wc -l)
 [ "$alerts" = "$tested" ] || fail "$alerts alerts but only $tested have unit tests"
@@ -52,17 +61,24 @@ echo "check ok: monitoring every alert has a runbook under docs/runbooks"
 # --- dashboard -----------------------------------------------------------
 mkdir -p "$tmp/ts"
 ln -s "$npm_dir/node_modules" "$tmp/ts/node_modules"
-{
-  echo "import type { Dashboard } from '@grafana/schema';"
-  printf 'export const dashboard = '
-  cat "$dashboard"
-  echo ' satisfies Dashboard;'
-} >"$tmp/ts/dashboard.ts"
 cat >"$tmp/ts/tsconfig.json" <<'EOF'
 { "compilerOptions": { "strict": true, "noEmit": true, "module": "esnext", "moduleResolution": "bundler",
   "target": "es2020", "skipLibCheck": true }, "files": ["dashboard.ts"] }
 EOF
-"$tmp/ts/node_modules/.bin/tsc" -p "$tmp/ts/tsconfig.json" || fail "$dashboard does not match @grafana/schema's Dashboard type"
+# Type-checks a dashboard JSON file against @grafana/schema's Dashboard
+# (object literal + `satisfies`: literal types kept, unknown keys refused).
+schema_check() {
+  {
+    echo "import type { Dashboard } from '@grafana/schema';"
+    printf 'export const dashboard = '
+    cat "$1"
+    echo ' satisfies Dashboard;'
+  } >"$tmp/ts/dashboard.ts"
+  "$tmp/ts/node_modules/.bin/tsc" -p "$tmp/ts/tsconfig.json"
+}
+schema_check "$dashboard" || fail "$dashboard does not match @grafana/schema's Dashboard type"
+sed 's/"schemaVersion": 39/"schemaVersion": "39"/' "$dashboard" >"$tmp/bad-dashboard.json"
+schema_check "$tmp/bad-dashboard.json" >/dev/null 2>&1 && fail "the schema check accepted a dashboard with a string schemaVersion"
 echo "check ok: monitoring dashboard matches Grafana's published schema (@grafana/schema Dashboard, tsc strict)"
 
 # Every query of the dashboard, with its template variables filled in, as a
@@ -104,7 +120,7 @@ curl --silent --show-error --max-time 10 "http://$ops/metrics" >"$tmp/scrape.txt
 promtool check metrics <"$tmp/scrape.txt" >"$tmp/lint.log" 2>&1 || { cat "$tmp/lint.log"; fail "promtool check metrics"; }
 echo "check ok: monitoring a live node's /metrics passes promtool check metrics ($(grep -c '^bft_' "$tmp/scrape.txt") series)"
 
-python3 - "$rules" "$tmp/dashboard-queries.yml" "$tmp/scrape.txt" "$pending_hooks" <<'PY'
+cat >"$tmp/coverage.py" <<'PY'
 import re, sys
 rules, queries, scrape, pending = open(sys.argv[1]).read(), open(sys.argv[2]).read(), open(sys.argv[3]).read(), set(sys.argv[4].split())
 name = re.compile(r"(?<![:\w])(bft_\w+)(?![:\w])")
@@ -126,6 +142,11 @@ used = len(set(name.findall(rules)) | set(name.findall(queries)))
 note = f"; waiting for a server.rs hook: {' '.join(waiting)}" if waiting else ""
 print(f"check ok: monitoring the node exports all {used - len(waiting)} metric names the rules and the dashboard use{note}")
 PY
+python3 "$tmp/coverage.py" "$rules" "$tmp/dashboard-queries.yml" "$tmp/scrape.txt" "$pending_hooks"
+{ cat "$rules"; echo "# expr: bft_not_exported_total > 0"; } >"$tmp/bad-rules.yml"
+if python3 "$tmp/coverage.py" "$tmp/bad-rules.yml" "$tmp/dashboard-queries.yml" "$tmp/scrape.txt" "" >/dev/null 2>&1; then
+  fail "the coverage check accepted a rule on a metric the node does not export"
+fi
 
 prom_port=$((port + 50))
 targets=""
