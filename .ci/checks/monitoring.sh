@@ -119,6 +119,13 @@ ops="127.0.0.1:$((port + 4))"
 curl --silent --show-error --max-time 10 "http://$ops/metrics" >"$tmp/scrape.txt"
 promtool check metrics <"$tmp/scrape.txt" >"$tmp/lint.log" 2>&1 || { cat "$tmp/lint.log"; fail "promtool check metrics"; }
 echo "check ok: monitoring a live node's /metrics passes promtool check metrics ($(grep -c '^bft_' "$tmp/scrape.txt") series)"
+# The event-fed figures saw the demo load on this node.
+for series in bft_blocks_committed_total bft_envelope_commit_latency_seconds_count \
+  bft_store_commit_duration_seconds_count bft_block_envelopes_count bft_submit_results_total; do
+  awk -v n="$series" '$1 ~ "^"n"[{ ]" && $2 > 0 { found = 1 } END { exit !found }' "$tmp/scrape.txt" \
+    || fail "$series is not above 0 on a node that ordered the demo load"
+done
+echo "check ok: monitoring blocks, envelope commit latency, fsync and submit outcomes were measured during the demo load"
 
 cat >"$tmp/coverage.py" <<'PY'
 import re, sys
