@@ -31,6 +31,8 @@ const SERVE_BYTES_MAX: usize = 8 * 1024 * 1024;
 const TIMED_SUBMITS_MAX: usize = 65_536;
 /// A timed submission older than this is forgotten (it will not be measured).
 const TIMED_SUBMIT_AGE_MAX: Duration = Duration::from_secs(600);
+/// When the timed submissions are full, they are pruned at most this often.
+const TIMED_SUBMIT_PRUNE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Sends node-to-node frames. Implemented by the cluster links; never
 /// blocks (a full queue drops and counts).
@@ -234,6 +236,7 @@ pub fn spawn(params: ChannelParams) -> Result<(ChannelHandle, tokio::task::JoinH
         limits: Limits::default(),
         metrics: metrics.clone(),
         submitted: HashMap::new(),
+        pruned_at: None,
     };
     let join = tokio::spawn(task.run(req_rx, in_rx, params.tick));
     Ok((ChannelHandle { name: channel, requests: req_tx, inbound: in_tx, status: status_rx, metrics }, join))
@@ -282,6 +285,8 @@ struct Task {
     metrics: Arc<ChannelMetrics>,
     /// When each admitted envelope submitted on this node arrived (bounded).
     submitted: HashMap<TxId, Instant>,
+    /// When `submitted` was last pruned of old entries.
+    pruned_at: Option<Instant>,
 }
 
 /// What the metrics need of a block once it is durable.
@@ -368,8 +373,10 @@ impl Task {
 
     /// Starts timing an admitted envelope's commit latency, within bounds.
     fn time_submission(&mut self, tx_id: TxId, arrived: Instant) {
-        if self.submitted.len() >= TIMED_SUBMITS_MAX {
+        let prune_due = self.pruned_at.is_none_or(|at| at.elapsed() >= TIMED_SUBMIT_PRUNE_INTERVAL);
+        if self.submitted.len() >= TIMED_SUBMITS_MAX && prune_due {
             self.submitted.retain(|_, at| at.elapsed() < TIMED_SUBMIT_AGE_MAX);
+            self.pruned_at = Some(arrived);
         }
         if self.submitted.len() < TIMED_SUBMITS_MAX {
             self.submitted.insert(tx_id, arrived);
