@@ -7,11 +7,13 @@
 //! steps produced leaves the node. No other code touches the replica: one
 //! owner of state per channel.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::ops::ChannelMetrics;
 use crate::consensus::codec::{DecodeError, Reader, Writer};
 use crate::consensus::{
     Block, Certificate, CertifiedBlock, Input, Limits, Output, Refusal, Replica, ReplicaId, Seq, Stats, Tip, TxId,
@@ -25,6 +27,12 @@ const INPUTS_PER_COMMIT_MAX: usize = 512;
 const SERVE_BLOCKS_MAX: u64 = 64;
 /// Bytes of blocks served per state-transfer response, at most.
 const SERVE_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Envelopes submitted on this node whose commit latency is being timed, at most.
+const TIMED_SUBMITS_MAX: usize = 65_536;
+/// A timed submission older than this is forgotten (it will not be measured).
+const TIMED_SUBMIT_AGE_MAX: Duration = Duration::from_secs(600);
+/// When the timed submissions are full, they are pruned at most this often.
+const TIMED_SUBMIT_PRUNE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Sends node-to-node frames. Implemented by the cluster links; never
 /// blocks (a full queue drops and counts).
@@ -100,6 +108,20 @@ pub enum SubmitResult {
     Unavailable,
 }
 
+impl SubmitResult {
+    /// The outcome as a metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SubmitResult::Accepted { .. } => "accepted",
+            SubmitResult::Refused(Refusal::TooLarge { .. }) => "too_large",
+            SubmitResult::Refused(Refusal::Invalid(_)) => "invalid",
+            SubmitResult::Refused(Refusal::Duplicate) => "duplicate",
+            SubmitResult::Refused(Refusal::PoolFull) => "pool_full",
+            SubmitResult::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// A snapshot of the channel for the API and metrics.
 #[derive(Clone, Debug, Default)]
 pub struct Status {
@@ -127,16 +149,25 @@ pub struct ChannelHandle {
     requests: mpsc::Sender<Request>,
     inbound: mpsc::Sender<(ReplicaId, Vec<u8>)>,
     status: watch::Receiver<Status>,
+    metrics: Arc<ChannelMetrics>,
 }
 
 impl ChannelHandle {
     /// Submits an envelope; answers once the core admitted or refused it.
     pub async fn submit(&self, envelope: Vec<u8>) -> SubmitResult {
         let (tx, rx) = oneshot::channel();
-        if self.requests.try_send(Request::Submit(envelope, tx)).is_err() {
-            return SubmitResult::Refused(Refusal::PoolFull);
-        }
-        rx.await.unwrap_or(SubmitResult::Unavailable)
+        let result = if self.requests.try_send(Request::Submit(envelope, tx)).is_err() {
+            SubmitResult::Refused(Refusal::PoolFull)
+        } else {
+            rx.await.unwrap_or(SubmitResult::Unavailable)
+        };
+        self.metrics.submit_result(result.label());
+        result
+    }
+
+    /// The channel's event-fed figures (also the hooks for the peer API).
+    pub fn metrics(&self) -> &Arc<ChannelMetrics> {
+        &self.metrics
     }
 
     /// Hands a frame received from `from` on this channel to the task; drops
@@ -177,6 +208,8 @@ pub enum ChannelError {
     Store(#[from] StoreError),
     #[error("consensus configuration refused: {0}")]
     Config(String),
+    #[error("channel metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// Recovers the channel's state from the store and starts its task.
@@ -186,6 +219,7 @@ pub fn spawn(params: ChannelParams) -> Result<(ChannelHandle, tokio::task::JoinH
     store.create_channel(&channel)?;
     let tip = recover_tip(&store, &channel, &params.config, &*params.validator)?;
     let records = store.durable(&channel)?;
+    let metrics = Arc::new(ChannelMetrics::new(&channel, params.config.pool_max)?);
     let replica = Replica::new(params.config, params.crypto, params.macs, params.validator, tip, &records)
         .map_err(ChannelError::Config)?;
     let (req_tx, req_rx) = mpsc::channel(params.queue_max);
@@ -200,9 +234,12 @@ pub fn spawn(params: ChannelParams) -> Result<(ChannelHandle, tokio::task::JoinH
         certified: 0,
         envelopes: 0,
         limits: Limits::default(),
+        metrics: metrics.clone(),
+        submitted: HashMap::new(),
+        pruned_at: None,
     };
     let join = tokio::spawn(task.run(req_rx, in_rx, params.tick));
-    Ok((ChannelHandle { name: channel, requests: req_tx, inbound: in_tx, status: status_rx }, join))
+    Ok((ChannelHandle { name: channel, requests: req_tx, inbound: in_tx, status: status_rx, metrics }, join))
 }
 
 /// Where the ledger stands, read back from the store.
@@ -245,6 +282,19 @@ struct Task {
     certified: Seq,
     envelopes: u64,
     limits: Limits,
+    metrics: Arc<ChannelMetrics>,
+    /// When each admitted envelope submitted on this node arrived (bounded).
+    submitted: HashMap<TxId, Instant>,
+    /// When `submitted` was last pruned of old entries.
+    pruned_at: Option<Instant>,
+}
+
+/// What the metrics need of a block once it is durable.
+struct BlockFigures {
+    envelopes: usize,
+    bytes: usize,
+    /// Submission times of its envelopes that were submitted on this node.
+    submitted: Vec<Instant>,
 }
 
 /// What a group of steps produced, waiting for the group commit.
@@ -254,6 +304,7 @@ struct Pending {
     sends: Vec<(Option<ReplicaId>, Vec<u8>)>,
     replies: Vec<(oneshot::Sender<SubmitResult>, SubmitResult)>,
     fetches: Vec<(Seq, Seq)>,
+    committed: Vec<BlockFigures>,
 }
 
 impl Task {
@@ -315,7 +366,22 @@ impl Task {
     }
 
     fn submit(&mut self, envelope: Vec<u8>, reply: oneshot::Sender<SubmitResult>, pending: &mut Pending) {
+        let arrived = Instant::now();
         self.step(Input::Request(envelope), pending, Some(reply));
+        self.metrics.request_admitted(arrived.elapsed());
+    }
+
+    /// Starts timing an admitted envelope's commit latency, within bounds.
+    fn time_submission(&mut self, tx_id: TxId, arrived: Instant) {
+        let prune_due = self.pruned_at.is_none_or(|at| at.elapsed() >= TIMED_SUBMIT_PRUNE_INTERVAL);
+        if self.submitted.len() >= TIMED_SUBMITS_MAX && prune_due {
+            self.submitted.retain(|_, at| at.elapsed() < TIMED_SUBMIT_AGE_MAX);
+            self.pruned_at = Some(arrived);
+        }
+        if self.submitted.len() < TIMED_SUBMITS_MAX {
+            self.submitted.insert(tx_id, arrived);
+        }
+        assert!(self.submitted.len() <= TIMED_SUBMITS_MAX, "timed submissions over their bound");
     }
 
     fn receive(&mut self, from: ReplicaId, frame: Vec<u8>, pending: &mut Pending) {
@@ -349,6 +415,7 @@ impl Task {
     }
 
     fn step(&mut self, input: Input, pending: &mut Pending, mut reply: Option<oneshot::Sender<SubmitResult>>) {
+        let arrived = Instant::now();
         for output in self.replica.step(input) {
             match output {
                 Output::Send { to, frame } => pending.sends.push((Some(to), Wire::Consensus(frame).encode())),
@@ -357,6 +424,11 @@ impl Task {
                 Output::Commit(block) => {
                     let ids: Vec<TxId> = block.envelopes.iter().filter_map(|e| self.replica_tx_id(e)).collect();
                     tracing::info!(channel = %self.channel, block = block.number, envelopes = block.envelopes.len(), "block committed");
+                    pending.committed.push(BlockFigures {
+                        envelopes: block.envelopes.len(),
+                        bytes: block.envelopes.iter().map(Vec::len).sum(),
+                        submitted: ids.iter().filter_map(|id| self.submitted.remove(id)).collect(),
+                    });
                     pending.batch.blocks.push((block, ids));
                 }
                 Output::Certified(cert) => {
@@ -365,6 +437,9 @@ impl Task {
                 }
                 Output::Fetch { from, to } => pending.fetches.push((from, to)),
                 Output::Admitted { tx_id } => {
+                    if reply.is_some() {
+                        self.time_submission(tx_id, arrived);
+                    }
                     if let Some(r) = reply.take() {
                         pending.replies.push((r, SubmitResult::Accepted { tx_id }));
                     }
@@ -396,14 +471,22 @@ impl Task {
 
     /// Group commit, then the sends and answers that depended on it.
     async fn flush(&mut self, pending: Pending) -> Result<(), StoreError> {
-        let Pending { batch, sends, replies, fetches } = pending;
+        let Pending { batch, sends, replies, fetches, committed } = pending;
         let new_blocks = !batch.blocks.is_empty();
         if !batch.is_empty() {
             let store = self.store.clone();
             let channel = self.channel.clone();
+            let started = Instant::now();
             tokio::task::spawn_blocking(move || store.commit(&channel, &batch))
                 .await
                 .map_err(|e| StoreError::Database { path: "store".into(), detail: e.to_string() })??;
+            self.metrics.store_committed(started.elapsed());
+        }
+        for block in committed {
+            self.metrics.block_committed(block.envelopes, block.bytes);
+            for at in block.submitted {
+                self.metrics.envelope_committed(at.elapsed());
+            }
         }
         for (to, frame) in sends {
             match to {
