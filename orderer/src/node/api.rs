@@ -201,12 +201,14 @@ async fn submit(
 ) -> Response {
     let Some(entry) = state.channel(&channel) else { return not_found(&channel) };
     if let Err(r) = authorize(&entry, &peer, WRITERS) {
+        entry.handle.metrics().broadcast("FORBIDDEN");
         return *r;
     }
     let body = match body {
         Ok(b) => b,
         Err(e) => {
-            return answer(
+            return counted(
+                &entry,
                 e.status(),
                 "REQUEST_ENTITY_TOO_LARGE",
                 format!("{e}; the limit is {} bytes", entry.body_bytes_max),
@@ -216,12 +218,13 @@ async fn submit(
     };
     let verified = match verify_envelope(&body, &entry.trust, ca_tools::now_unix(), entry.body_bytes_max) {
         Ok(v) => v,
-        Err(e) => return envelope_refused(e),
+        Err(e) => return envelope_refused(&entry, e),
     };
     let tx_id = verified.tx_id.clone();
     if let Some(id) = parse_tx_id(&tx_id) {
         if let Ok(Some(n)) = state.store.tx_block(&channel, &id) {
-            return answer(
+            return counted(
+                &entry,
                 StatusCode::BAD_REQUEST,
                 "BAD_REQUEST",
                 format!("duplicate transaction id: already ordered in block {n}"),
@@ -232,37 +235,44 @@ async fn submit(
     match entry.handle.submit(body.to_vec()).await {
         SubmitResult::Accepted { tx_id: id } => {
             if q.wait.as_deref() == Some("commit") {
-                return wait_commit(&state, &entry, &channel, id, tx_id).await;
+                let r = wait_commit(&state, &entry, &channel, id, tx_id).await;
+                entry.handle.metrics().broadcast("SUCCESS");
+                return r;
             }
-            answer(
+            counted(
+                &entry,
                 StatusCode::OK,
                 "SUCCESS",
                 "validated and queued for ordering; read it back with deliver, or submit with ?wait=commit",
                 json!({ "tx_id": tx_id }),
             )
         }
-        SubmitResult::Refused(Refusal::Duplicate) => answer(
+        SubmitResult::Refused(Refusal::Duplicate) => counted(
+            &entry,
             StatusCode::BAD_REQUEST,
             "BAD_REQUEST",
             "duplicate transaction id: already ordered",
             json!({ "tx_id": tx_id }),
         ),
-        SubmitResult::Refused(Refusal::PoolFull) => answer(
+        SubmitResult::Refused(Refusal::PoolFull) => counted(
+            &entry,
             StatusCode::SERVICE_UNAVAILABLE,
             "SERVICE_UNAVAILABLE",
             "the request pool is full; retry with backoff",
             json!({ "tx_id": tx_id }),
         ),
-        SubmitResult::Refused(Refusal::TooLarge { bytes, max }) => answer(
+        SubmitResult::Refused(Refusal::TooLarge { bytes, max }) => counted(
+            &entry,
             StatusCode::PAYLOAD_TOO_LARGE,
             "REQUEST_ENTITY_TOO_LARGE",
             format!("envelope of {bytes} bytes exceeds the channel's absolute_max_bytes {max}"),
             json!({ "tx_id": tx_id }),
         ),
         SubmitResult::Refused(Refusal::Invalid(why)) => {
-            answer(StatusCode::BAD_REQUEST, "BAD_REQUEST", why, json!({ "tx_id": tx_id }))
+            counted(&entry, StatusCode::BAD_REQUEST, "BAD_REQUEST", why, json!({ "tx_id": tx_id }))
         }
-        SubmitResult::Unavailable => answer(
+        SubmitResult::Unavailable => counted(
+            &entry,
             StatusCode::SERVICE_UNAVAILABLE,
             "SERVICE_UNAVAILABLE",
             "the channel is shutting down; retry on another orderer",
@@ -271,23 +281,37 @@ async fn submit(
     }
 }
 
-fn envelope_refused(e: EnvelopeError) -> Response {
+fn envelope_refused(entry: &ChannelEntry, e: EnvelopeError) -> Response {
     match e {
         EnvelopeError::UnknownCreator(_)
         | EnvelopeError::RevokedCreator(_)
         | EnvelopeError::ExpiredCreator(_)
         | EnvelopeError::CreatorNotYetValid(_)
         | EnvelopeError::WrongRole(_)
-        | EnvelopeError::InvalidCreator(_) => forbidden(e.to_string()),
+        | EnvelopeError::InvalidCreator(_) => {
+            counted(entry, StatusCode::FORBIDDEN, "FORBIDDEN", e.to_string(), json!({}))
+        }
         EnvelopeError::TooLarge { .. } => {
-            answer(StatusCode::PAYLOAD_TOO_LARGE, "REQUEST_ENTITY_TOO_LARGE", e.to_string(), json!({}))
+            counted(entry, StatusCode::PAYLOAD_TOO_LARGE, "REQUEST_ENTITY_TOO_LARGE", e.to_string(), json!({}))
         }
         EnvelopeError::Malformed(_)
         | EnvelopeError::WrongChannel { .. }
         | EnvelopeError::BadSignature
         | EnvelopeError::TxIdMismatch { .. }
-        | EnvelopeError::Signing(_) => answer(StatusCode::BAD_REQUEST, "BAD_REQUEST", e.to_string(), json!({})),
+        | EnvelopeError::Signing(_) => counted(entry, StatusCode::BAD_REQUEST, "BAD_REQUEST", e.to_string(), json!({})),
     }
+}
+
+/// A submit answer, counted by Fabric status in the channel's metrics.
+fn counted(
+    entry: &ChannelEntry,
+    code: StatusCode,
+    status: &str,
+    info: impl Into<String>,
+    extra: serde_json::Value,
+) -> Response {
+    entry.handle.metrics().broadcast(status);
+    answer(code, status, info, extra)
 }
 
 async fn wait_commit(
@@ -415,6 +439,7 @@ async fn deliver(
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(async move {
+        let _open = entry.handle.metrics().deliver_stream();
         let mut status = entry.handle.status();
         let mut next = start;
         while next <= stop {

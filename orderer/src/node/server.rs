@@ -90,6 +90,26 @@ impl LinkStats for LinkFigures {
     fn peers(&self) -> Vec<(u32, bool, usize, u64)> {
         self.0.stats().into_iter().map(|p| (p.id, p.connected, p.queue_len, p.dropped)).collect()
     }
+
+    fn peer_figures(&self) -> Vec<ops::PeerFigures> {
+        self.0
+            .stats()
+            .into_iter()
+            .map(|p| ops::PeerFigures {
+                id: p.id,
+                connected: p.connected,
+                inbound_connected: Some(p.inbound_connected),
+                queue_len: p.queue_len,
+                dropped: p.dropped,
+                sent: Some(p.sent),
+                received: Some(p.received),
+                connects: Some(p.connects),
+                connect_failures: Some(p.connect_failures),
+                refused_certificates: Some(p.refused_certificates),
+                rtt_us: p.last_rtt_us,
+            })
+            .collect()
+    }
 }
 
 fn consenter_endpoints(channels: &[(PbBlock, ChannelConfig)], me: u32) -> Result<Vec<PeerEndpoint>, NodeError> {
