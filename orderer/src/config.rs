@@ -104,6 +104,9 @@ pub struct ConsensusSection {
     pub queue_max: usize,
     /// Envelopes waiting in a channel's pool before new ones are refused.
     pub pool_max: usize,
+    /// Sign every consensus message instead of using MACs on the fast path
+    /// (`orderer bench --auth signatures`). All consenters must agree.
+    pub sign_all_messages: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -171,7 +174,7 @@ impl Default for OperationsSection {
 
 impl Default for ConsensusSection {
     fn default() -> Self {
-        Self { tick_ms: 10, queue_max: 100_000, pool_max: 200_000 }
+        Self { tick_ms: 10, queue_max: 100_000, pool_max: 200_000, sign_all_messages: false }
     }
 }
 

@@ -192,7 +192,10 @@ impl Node {
         let key = Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?.key;
         let crypto = NodeCrypto::new(key, &config, me)?;
         let validator = EnvelopeValidator::new(&config)?;
-        let macs = identity::mac_keys(&config, FIRST_EPOCH, me, &self.mac_secret)?;
+        let mut macs = identity::mac_keys(&config, FIRST_EPOCH, me, &self.mac_secret)?;
+        if cfg.consensus.sign_all_messages {
+            macs = macs.signing_everything();
+        }
         let trust = ChannelTrust::new(&config).map_err(|e| Self::channel_err(&name, e))?;
         let orgs = config.org_trust().map_err(|e| Self::channel_err(&name, e))?;
         let dir = channels_dir(cfg);
