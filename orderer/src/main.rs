@@ -63,6 +63,41 @@ enum Command {
         #[command(subcommand)]
         action: ClientAction,
     },
+    /// Measure throughput and latency of a local cluster of real processes
+    /// (`orderer bench`), or the cost of each cryptographic operation and the
+    /// CPU bound it implies (`orderer bench crypto`).
+    Bench {
+        /// `crypto` for the per-operation costs only.
+        #[arg(value_parser = ["crypto"])]
+        mode: Option<String>,
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Approximate size of each envelope.
+        #[arg(long, default_value_t = 1024)]
+        env_bytes: usize,
+        /// Envelopes per second, open loop (default: closed loop at max).
+        #[arg(long, conflicts_with = "max")]
+        rate: Option<u64>,
+        /// Closed loop, as fast as the cluster answers (the default).
+        #[arg(long)]
+        max: bool,
+        /// `mac` (the fast path) or `signatures` (every message signed).
+        #[arg(long, default_value = "mac", value_parser = ["mac", "signatures"])]
+        auth: String,
+        /// Client connections per node.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        #[arg(long, default_value_t = 17050)]
+        base_port: u16,
+        /// Write the report as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Keep the cluster's folder here (default: a temporary folder, removed).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Check a configuration file (and ORDERER_* overrides) and print the
     /// resolved configuration as YAML; exits non-zero with the reason if invalid.
     CheckConfig {
@@ -146,6 +181,27 @@ fn run(cli: Cli) -> Result<(), String> {
                 ClientAction::Deliver { start, stop } => Action::Deliver { start, stop },
             };
             runtime()?.block_on(run(target, action))
+        }
+        Command::Bench { mode, nodes, duration, env_bytes, rate, max, auth, connections, base_port, json, dir } => {
+            if mode.as_deref() == Some("crypto") {
+                println!("{}", orderer::node::bench_crypto::report(nodes, 2_000));
+                return Ok(());
+            }
+            let _ = max;
+            let opts = orderer::node::bench::BenchOptions {
+                nodes,
+                duration_secs: duration.max(1),
+                env_bytes,
+                rate,
+                sign_all_messages: auth == "signatures",
+                connections_per_node: connections.max(1),
+                base_port,
+                json_out: json,
+                keep_dir: dir,
+            };
+            let line = runtime()?.block_on(orderer::node::bench::run(opts))?;
+            println!("{line}");
+            Ok(())
         }
         Command::CheckConfig { config } => {
             let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k != "ORDERER_CONFIG").collect();

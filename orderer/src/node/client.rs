@@ -94,7 +94,7 @@ impl HttpsClient {
 
     /// Sends a GET whose response is a chunked stream, and hands each chunk
     /// of body bytes to `on_bytes` until it returns false or the stream ends.
-    pub async fn stream(&mut self, path: &str, on_bytes: &mut dyn FnMut(&[u8]) -> bool) -> Result<u16, ClientError> {
+    pub async fn stream(&mut self, path: &str, on_bytes: ChunkSink<'_>) -> Result<u16, ClientError> {
         let head = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.host);
         self.send(&[head.as_bytes()]).await?;
         let (status, framing) = self.read_head().await?;
@@ -187,7 +187,7 @@ impl HttpsClient {
 }
 
 /// Receives streamed body bytes; returns false to stop reading.
-type ChunkSink<'a> = &'a mut dyn FnMut(&[u8]) -> bool;
+type ChunkSink<'a> = &'a mut (dyn FnMut(&[u8]) -> bool + Send);
 
 enum Framing {
     Length(usize),

@@ -251,9 +251,10 @@ async fn wait_ready(opts: &DevOptions, id: usize, timeout: Duration) -> Result<(
     Err(DevError::NotReady { id: id as u32, secs: timeout.as_secs(), log: log.display().to_string() })
 }
 
-/// Starts the network and runs until Ctrl-C (or the demo ends).
-pub async fn run(opts: DevOptions) -> Result<(), DevError> {
-    let configs = prepare(&opts)?;
+/// Starts one `orderer start` process per config file (logs beside each
+/// config), with `env` added to their environment, and waits until every
+/// node is ready.
+pub async fn spawn_nodes(opts: &DevOptions, configs: &[PathBuf], env: &[(&str, &str)]) -> Result<Vec<Child>, DevError> {
     let exe = std::env::current_exe().map_err(io_err("finding", Path::new("orderer")))?;
     let mut children = Vec::new();
     for (i, cfg) in configs.iter().enumerate() {
@@ -268,6 +269,7 @@ pub async fn run(opts: DevOptions) -> Result<(), DevError> {
             .arg("start")
             .arg("--config")
             .arg(cfg)
+            .envs(env.iter().copied())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             .kill_on_drop(true)
@@ -276,10 +278,17 @@ pub async fn run(opts: DevOptions) -> Result<(), DevError> {
         println!("started orderer{} (pid {})", i + 1, child.id().unwrap_or(0));
         children.push(child);
     }
-    let network = write_network_json(&opts, &children)?;
-    for id in 1..=opts.nodes {
-        wait_ready(&opts, id, Duration::from_secs(60)).await?;
+    for id in 1..=configs.len() {
+        wait_ready(opts, id, Duration::from_secs(60)).await?;
     }
+    Ok(children)
+}
+
+/// Starts the network and runs until Ctrl-C (or the demo ends).
+pub async fn run(opts: DevOptions) -> Result<(), DevError> {
+    let configs = prepare(&opts)?;
+    let mut children = spawn_nodes(&opts, &configs, &[]).await?;
+    let network = write_network_json(&opts, &children)?;
     print_usage(&opts, &network);
     if opts.demo > 0 {
         match demo(&opts, opts.demo).await {

@@ -3,6 +3,8 @@
 
 pub mod admin;
 pub mod api;
+pub mod bench;
+pub mod bench_crypto;
 pub mod channel;
 pub mod client;
 pub mod client_cli;
