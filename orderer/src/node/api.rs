@@ -49,6 +49,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the API knows of a joined channel.
 pub struct ChannelEntry {
     pub handle: ChannelHandle,
+    /// Envelopes verified here, so the channel task need not verify them again.
+    pub verified: Arc<super::identity::VerifiedCache>,
     pub config: ChannelConfig,
     pub trust: ChannelTrust,
     pub orgs: Vec<OrgTrust>,
@@ -221,6 +223,7 @@ async fn submit(
         Err(e) => return envelope_refused(&entry, e),
     };
     let tx_id = verified.tx_id.clone();
+    entry.verified.insert(&body);
     if let Some(id) = parse_tx_id(&tx_id) {
         if let Ok(Some(n)) = state.store.tx_block(&channel, &id) {
             return counted(

@@ -72,17 +72,56 @@ impl Crypto for NodeCrypto {
     }
 }
 
+/// Digests of envelopes the peer API has just verified, so that the channel
+/// task does not verify the same bytes again (bounded; oldest forgotten).
+#[derive(Default)]
+pub struct VerifiedCache {
+    inner: std::sync::Mutex<(std::collections::HashSet<Digest>, std::collections::VecDeque<Digest>)>,
+}
+
+const VERIFIED_CACHE_MAX: usize = 65_536;
+
+impl VerifiedCache {
+    fn digest(envelope: &[u8]) -> Digest {
+        use sha2::Digest as _;
+        Sha256::digest(envelope).into()
+    }
+
+    /// Records that `envelope` passed full verification just now.
+    pub fn insert(&self, envelope: &[u8]) {
+        let d = Self::digest(envelope);
+        if let Ok(mut g) = self.inner.lock() {
+            let (set, order) = &mut *g;
+            if set.insert(d) {
+                order.push_back(d);
+            }
+            while order.len() > VERIFIED_CACHE_MAX {
+                if let Some(old) = order.pop_front() {
+                    set.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Whether `envelope` was verified recently (and forgets it).
+    fn take(&self, envelope: &[u8]) -> bool {
+        let d = Self::digest(envelope);
+        self.inner.lock().map(|mut g| g.0.remove(&d)).unwrap_or(false)
+    }
+}
+
 /// Validates client envelopes for one channel.
 pub struct EnvelopeValidator {
     trust: ChannelTrust,
     bytes_max: usize,
+    verified: std::sync::Arc<VerifiedCache>,
 }
 
 impl EnvelopeValidator {
-    pub fn new(config: &ChannelConfig) -> Result<Self, IdentityError> {
+    pub fn new(config: &ChannelConfig, verified: std::sync::Arc<VerifiedCache>) -> Result<Self, IdentityError> {
         let trust = ChannelTrust::new(config).map_err(|e| IdentityError::Config(e.to_string()))?;
         let bytes_max = config.batch.as_ref().map_or(10 << 20, |b| b.absolute_max_bytes as usize);
-        Ok(Self { trust, bytes_max })
+        Ok(Self { trust, bytes_max, verified })
     }
 }
 
@@ -94,6 +133,9 @@ pub fn parse_tx_id(hex_id: &str) -> Option<TxId> {
 
 impl Validator for EnvelopeValidator {
     fn validate(&self, envelope: &[u8]) -> Result<TxId, String> {
+        if self.verified.take(envelope) {
+            return self.tx_id(envelope).ok_or_else(|| "tx id is not 64 hex digits".to_string());
+        }
         let v =
             verify_envelope(envelope, &self.trust, ca_tools::now_unix(), self.bytes_max).map_err(|e| e.to_string())?;
         parse_tx_id(&v.tx_id).ok_or_else(|| "tx id is not 64 hex digits".to_string())

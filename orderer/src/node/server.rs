@@ -191,7 +191,8 @@ impl Node {
         )?;
         let key = Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?.key;
         let crypto = NodeCrypto::new(key, &config, me)?;
-        let validator = EnvelopeValidator::new(&config)?;
+        let verified = Arc::new(identity::VerifiedCache::default());
+        let validator = EnvelopeValidator::new(&config, verified.clone())?;
         let mut macs = identity::mac_keys(&config, FIRST_EPOCH, me, &self.mac_secret)?;
         if cfg.consensus.sign_all_messages {
             macs = macs.signing_everything();
@@ -222,6 +223,7 @@ impl Node {
         let body_bytes_max = config.batch.as_ref().map_or(cfg.api.body_bytes_max, |b| b.absolute_max_bytes as usize);
         let entry = Arc::new(ChannelEntry {
             handle,
+            verified,
             orgs,
             trust,
             genesis,
