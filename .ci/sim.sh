@@ -37,3 +37,5 @@ for m in weak-quorum skip-persist null-on-view-change; do
   echo "mutant $m:"
   target/release/sim-mutants --seeds 1000 --nodes 4,7 --mutant "$m" --expect-violation | tail -n 1
 done
+echo "mutant commit-on-weak-quorum (against amnesiac Byzantine replicas, which hide their votes in view changes):"
+target/release/sim-mutants --seeds 2000 --nodes 4,7 --strategy amnesia --mutant commit-on-weak-quorum --expect-violation | tail -n 1

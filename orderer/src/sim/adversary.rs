@@ -24,6 +24,10 @@ pub enum Strategy {
     Replay,
     /// View changes with fabricated prepared claims and far-future views.
     LyingViewChange,
+    /// Votes honestly, then "forgets": its view changes claim nothing
+    /// prepared or pre-prepared and carry the genesis checkpoint (stale but
+    /// valid), hiding what it voted for.
+    Amnesia,
     /// Colludes with the other Byzantine replicas: one version of every
     /// proposal and vote to one half of the honest replicas, another to the
     /// other half. With more than f such replicas, safety must break (the
@@ -32,12 +36,13 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 6] = [
+    pub const ALL: [Strategy; 7] = [
         Strategy::Silent,
         Strategy::Equivocate,
         Strategy::ConflictingVotes,
         Strategy::Replay,
         Strategy::LyingViewChange,
+        Strategy::Amnesia,
         Strategy::Split,
     ];
 
@@ -48,6 +53,7 @@ impl Strategy {
             Strategy::ConflictingVotes => "conflicting-votes",
             Strategy::Replay => "replay",
             Strategy::LyingViewChange => "lying-view-change",
+            Strategy::Amnesia => "amnesia",
             Strategy::Split => "split",
         }
     }
@@ -92,6 +98,8 @@ pub struct Adversary {
     /// Honest replicas shown the other version.
     side_b: BTreeSet<ReplicaId>,
     recorded: VecDeque<Vec<u8>>,
+    /// The genesis pseudo-certificate (the stalest valid checkpoint).
+    genesis: crate::consensus::Certificate,
 }
 
 const RECORDED_MAX: usize = 512;
@@ -107,6 +115,7 @@ impl Adversary {
         macs: MacKeys,
         crypto: SimCrypto,
         side_b: BTreeSet<ReplicaId>,
+        genesis: crate::consensus::Certificate,
     ) -> Self {
         Self {
             strategy,
@@ -118,6 +127,7 @@ impl Adversary {
             crypto,
             side_b,
             recorded: VecDeque::new(),
+            genesis,
         }
     }
 
@@ -172,6 +182,15 @@ impl Adversary {
                         }
                     })
                     .collect(),
+                _ => honest,
+            },
+            Strategy::Amnesia => match decoded.body {
+                Body::ViewChange(mut vc) => {
+                    vc.prepared.clear();
+                    vc.preprepared.clear();
+                    vc.checkpoint = self.genesis.clone();
+                    to.iter().map(|t| self.seal_to(Body::ViewChange(vc.clone()), *t)).collect()
+                }
                 _ => honest,
             },
             Strategy::LyingViewChange => match decoded.body {

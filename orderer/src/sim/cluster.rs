@@ -167,6 +167,7 @@ impl Cluster {
                     keyring.mac_keys(*id),
                     keyring.signer(*id),
                     side_b.clone(),
+                    Certificate { seq: 0, header_hash: genesis_hash, signatures: vec![] },
                 )
             });
             nodes.push(Node {
