@@ -478,4 +478,25 @@ mod tests {
         let b = Batch { envelopes: vec![b"a".to_vec(), b"bc".to_vec()] };
         assert_ne!(a.digest(), b.digest());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_frame_decoder(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            let _ = Frame::decode(&bytes, &Limits::default());
+        }
+
+        #[test]
+        fn mutated_valid_frames_decode_or_fail_cleanly(index in 0usize..4096, bit in 0u8..8) {
+            for body in sample_bodies() {
+                let frame = Frame { channel: "ch".into(), epoch: 1, sender: 2, body, auth: Auth::Signature(vec![3; 64]) };
+                let mut bytes = frame.encode();
+                let i = index % bytes.len();
+                bytes[i] ^= 1 << bit;
+                if let Ok(back) = Frame::decode(&bytes, &Limits::default()) {
+                    // Whatever decodes re-encodes to exactly the same bytes.
+                    proptest::prop_assert_eq!(back.encode(), bytes);
+                }
+            }
+        }
+    }
 }
