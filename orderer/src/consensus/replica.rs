@@ -28,6 +28,8 @@ const VIEW_AHEAD_MAX: u64 = 64;
 const PREPREPARED_PER_SEQ_MAX: usize = 4;
 /// The view-change timeout doubles at most this many times.
 const BACKOFF_DOUBLINGS_MAX: u32 = 6;
+/// Executed blocks remembered while their certificate is missing.
+const UNCERTIFIED_MAX: usize = 4096;
 /// Blocks asked for in one state-transfer request.
 const FETCH_BLOCKS_MAX: u64 = 256;
 
@@ -140,6 +142,7 @@ pub struct Replica {
     last_resend: u64,
     last_progress: u64,
     last_fetch: Option<u64>,
+    last_certified: u64,
     /// The highest block known to exist (from certificates, or the primary).
     height_hint: Seq,
     stats: Stats,
@@ -191,6 +194,7 @@ impl Replica {
             last_resend: 0,
             last_progress: 0,
             last_fetch: None,
+            last_certified: 0,
             height_hint: 0,
             stats: Stats::default(),
             cfg,
@@ -198,7 +202,7 @@ impl Replica {
         for (seq, ids) in tip.recent {
             r.remember(seq, ids);
         }
-        let oldest = r.executed.saturating_sub(4 * r.cfg.window);
+        let oldest = r.executed.saturating_sub(UNCERTIFIED_MAX as u64);
         r.uncertified = tip.uncertified.into_iter().filter(|(s, _)| *s > oldest && *s <= r.executed).collect();
         r.restore(records);
         Ok(r)
@@ -872,6 +876,7 @@ impl Replica {
         }
         let cert = Certificate { seq, header_hash: mine, signatures: matching };
         self.uncertified.remove(&seq);
+        self.last_certified = self.now;
         out.push(Output::Certified(cert.clone()));
         if seq.is_multiple_of(self.cfg.checkpoint_interval) {
             self.make_stable(cert, out);
@@ -889,9 +894,12 @@ impl Replica {
         self.stable = cert;
         self.log = self.log.split_off(&(seq + 1));
         // Blocks below the checkpoint still waiting for their own certificate
-        // keep collecting shares, for a bounded distance.
-        let abandon_below = seq.saturating_sub(4 * self.cfg.window);
-        self.uncertified.retain(|s, _| *s > abandon_below);
+        // keep collecting shares (and are fetched with their certificates
+        // if the shares never come); only the oldest beyond a bound are
+        // given up.
+        while self.uncertified.len() > UNCERTIFIED_MAX {
+            self.uncertified.pop_first();
+        }
         let uncertified = &self.uncertified;
         self.block_sigs.retain(|s, _| *s > seq || uncertified.contains_key(s));
         self.voted.retain(|(kind, _, s), _| matches!(kind, VoteKind::ViewChange | VoteKind::NewView) || *s > seq);
@@ -932,16 +940,45 @@ impl Replica {
         heights.sort_unstable_by(|a, b| b.cmp(a));
         let shown = heights.get(self.f).copied().unwrap_or(0);
         let target = shown.max(self.height_hint);
+        let patience = self.cfg.view_change_timeout_ticks / 2;
+        let due = self.last_fetch.is_none_or(|t| self.now.saturating_sub(t) >= patience);
+        if !due {
+            return;
+        }
+        // Blocks executed here whose certificate never formed (the others
+        // certified them without this replica's share and moved on): fetch
+        // them with their certificates.
+        let stuck = self.now.saturating_sub(self.last_certified) >= patience;
+        if let Some((&oldest, _)) = self.uncertified.first_key_value().filter(|_| stuck) {
+            self.last_fetch = Some(self.now);
+            let to = self.executed.min(oldest + FETCH_BLOCKS_MAX - 1);
+            out.push(Output::Fetch { from: oldest, to });
+            return;
+        }
         if target <= self.executed {
             return;
         }
-        let idle = self.now.saturating_sub(self.last_progress) >= self.cfg.view_change_timeout_ticks / 2;
+        let idle = self.now.saturating_sub(self.last_progress) >= patience;
         let far = target > self.stable.seq + self.cfg.window;
-        let due = self.last_fetch.is_none_or(|t| self.now.saturating_sub(t) >= self.cfg.view_change_timeout_ticks / 2);
-        if (idle || far) && due {
+        if idle || far {
             self.last_fetch = Some(self.now);
             let to = target.min(self.executed + FETCH_BLOCKS_MAX);
             out.push(Output::Fetch { from: self.executed + 1, to });
+        }
+    }
+
+    /// A fetched certificate for a block this replica executed but could not
+    /// certify: adopted if it is for the same header and valid.
+    fn adopt_certificate(&mut self, cert: Certificate, out: &mut Vec<Output>) {
+        let seq = cert.seq;
+        if self.uncertified.get(&seq) != Some(&cert.header_hash) || !self.certificate_valid(&cert) {
+            return;
+        }
+        self.uncertified.remove(&seq);
+        self.last_certified = self.now;
+        out.push(Output::Certified(cert.clone()));
+        if seq.is_multiple_of(self.cfg.checkpoint_interval) {
+            self.make_stable(cert, out);
         }
     }
 
@@ -949,6 +986,7 @@ impl Replica {
         for cb in blocks.into_iter().take(FETCH_BLOCKS_MAX as usize) {
             let b = &cb.block;
             if b.number <= self.executed {
+                self.adopt_certificate(cb.certificate, out);
                 continue;
             }
             let data_hash = channels::block::data_hash(&b.envelopes);
@@ -966,6 +1004,7 @@ impl Replica {
             let seq = b.number;
             self.apply_block(cb.block, out);
             self.uncertified.remove(&seq);
+            self.last_certified = self.now;
             out.push(Output::Certified(cb.certificate.clone()));
             if seq.is_multiple_of(self.cfg.checkpoint_interval) {
                 self.make_stable(cb.certificate, out);

@@ -219,6 +219,11 @@ pub fn spawn(params: ChannelParams) -> Result<(ChannelHandle, tokio::task::JoinH
     store.create_channel(&channel)?;
     let tip = recover_tip(&store, &channel, &params.config, &*params.validator)?;
     let records = store.durable(&channel)?;
+    // The highest stored block with its certificate (what deliver serves).
+    let mut certified = tip.executed;
+    while certified > 0 && store.certificate(&channel, certified)?.is_none() && tip.executed - certified < 4096 {
+        certified -= 1;
+    }
     let metrics = Arc::new(ChannelMetrics::new(&channel, params.config.pool_max)?);
     let replica = Replica::new(params.config, params.crypto, params.macs, params.validator, tip, &records)
         .map_err(ChannelError::Config)?;
@@ -231,7 +236,7 @@ pub fn spawn(params: ChannelParams) -> Result<(ChannelHandle, tokio::task::JoinH
         transport: params.transport,
         channel: channel.clone(),
         status: status_tx,
-        certified: 0,
+        certified,
         envelopes: 0,
         limits: Limits::default(),
         metrics: metrics.clone(),

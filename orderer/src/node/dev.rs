@@ -56,6 +56,12 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl Fn(std::io::Error) -> 
     move |e| DevError::Io { what, path: path.display().to_string(), detail: e.to_string() }
 }
 
+/// `opts` with its folder made absolute.
+fn absolute(opts: &DevOptions) -> Result<DevOptions, DevError> {
+    let dir = std::path::absolute(&opts.dir).map_err(io_err("resolving", &opts.dir))?;
+    Ok(DevOptions { dir, ..opts.clone() })
+}
+
 /// Ports of node `i` (0-based): cluster, peer API, admin, operations.
 pub fn ports(base: u16, i: usize) -> (u16, u16, u16, u16) {
     let p = base + 10 * i as u16;
@@ -156,6 +162,9 @@ pub fn prepare(opts: &DevOptions) -> Result<Vec<PathBuf>, DevError> {
     if !(4..=16).contains(&opts.nodes) {
         return Err(DevError::Nodes);
     }
+    // Paths written into the node configs are absolute: a relative folder
+    // would be resolved against each config file's own folder.
+    let opts = &absolute(opts)?;
     let dir = &opts.dir;
     let crypto = dir.join("crypto");
     std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
@@ -286,6 +295,7 @@ pub async fn spawn_nodes(opts: &DevOptions, configs: &[PathBuf], env: &[(&str, &
 
 /// Starts the network and runs until Ctrl-C (or the demo ends).
 pub async fn run(opts: DevOptions) -> Result<(), DevError> {
+    let opts = absolute(&opts)?;
     let configs = prepare(&opts)?;
     let mut children = spawn_nodes(&opts, &configs, &[]).await?;
     let network = write_network_json(&opts, &children)?;

@@ -373,7 +373,10 @@ impl Cluster {
         let needed: Vec<&TxId> =
             self.requests.iter().filter(|(_, r)| r.admitted_by_honest).map(|(_, r)| &r.tx_id).collect();
         let heights: BTreeSet<usize> = self.honest_nodes().map(|n| n.ledger.len()).collect();
-        heights.len() == 1 && self.honest_nodes().all(|n| needed.iter().all(|t| n.tx_seen.contains(*t)))
+        heights.len() == 1
+            && self.honest_nodes().all(|n| needed.iter().all(|t| n.tx_seen.contains(*t)))
+            // Every block an honest replica holds ends up with its certificate.
+            && self.honest_nodes().all(|n| n.certs.len() == n.ledger.len())
     }
 
     fn liveness_summary(&self) -> String {
@@ -382,9 +385,11 @@ impl Cluster {
             .map(|n| {
                 let r = n.replica.as_ref();
                 format!(
-                    "{}:h={} v={} changing={} stable={} pool={}",
+                    "{}:h={} certs={} (first missing {:?}) v={} changing={} stable={} pool={}",
                     n.id,
                     n.ledger.len(),
+                    n.certs.len(),
+                    (1..=n.ledger.len() as Seq).find(|s| !n.certs.contains_key(s)),
                     r.map_or(0, |r| r.view()),
                     r.is_some_and(|r| r.is_changing_view()),
                     r.map_or(0, |r| r.stable_seq()),
