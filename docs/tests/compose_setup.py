@@ -16,6 +16,7 @@ Usage: compose_setup.py REPO BIN_DIR WORK_DIR BASE_PORT
 """
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -34,10 +35,11 @@ def fail(msg):
 
 
 def remap(text, work, compose_dir):
+    """Container paths (/network..., /compose/...) to local ones, in one pass."""
+    places = {"/network": os.path.join(work, "network"), "/compose/": compose_dir + "/"}
     # Compose writes a literal $ as $$ in commands.
-    return (text.replace("$$", "$")
-            .replace("/network", os.path.join(work, "network"))
-            .replace("/compose/", compose_dir + "/"))
+    text = text.replace("$$", "$")
+    return re.sub(r"(?<![\w./-])(/network|/compose/)", lambda m: places[m.group(1)], text)
 
 
 def run_setup(services, work, compose_dir, env):
@@ -82,6 +84,8 @@ def main():
     for host in ORDERERS:
         if f'"{host}"' not in inspect.stdout:
             fail(f"genesis block does not list consenter host {host}")
+    if '"mac_public_key": []' in inspect.stdout:
+        fail("a consenter has no MAC public key in the genesis block (mac.pub missing when channels ran)")
 
     procs = []
     try:
