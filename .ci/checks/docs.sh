@@ -81,13 +81,15 @@ done
 grep -q "runs until Ctrl-C" "$tmp/dev.log" || { cat "$tmp/dev.log"; fail "orderer dev did not come up in 120 s"; }
 export NET BASE PATH="$bin:$PATH"
 
-for guide in "${GUIDES[@]}"; do
+# run_guide GUIDE: its runnable blocks in order, in one bash, in a fresh folder.
+run_guide() {
+  local guide=$1 name work
   name=$(basename "$guide" .md)
   work="$tmp/work-$name"
   mkdir -p "$work"
   ln -s "$repo/deploy" "$repo/docs" "$repo/monitoring" "$work/"
   # One script: the blocks in order, each followed by its `check ok` line.
-  "$venv/bin/python" - "$guide" "$name" > "$tmp/$name.sh" <<'PY'
+  "$venv/bin/python" - "$guide" "$name" > "$tmp/$name.sh" <<'PY' || return 1
 import re, sys
 guide, name = sys.argv[1], sys.argv[2]
 text = open(guide).read()
@@ -100,8 +102,20 @@ for n, body in enumerate(blocks, 1):
     print(body.rstrip("\n"))
     print(f"echo 'check ok: docs {name} block {n}'")
 PY
-  count=$(grep -c '^block=' "$tmp/$name.sh")
-  (cd "$work" && bash -c 'trap '"'"'echo "check FAILED: docs '"$name"' block $block (exit $?)" >&2'"'"' ERR; source "$0"' "$tmp/$name.sh") ||
+  (cd "$work" && bash -c 'trap '"'"'echo "check FAILED: docs '"$name"' block $block (exit $?)" >&2'"'"' ERR; source "$0"' "$tmp/$name.sh")
+}
+
+# Negative control: a guide whose second block fails must fail the runner.
+printf '%s\n' '# control' '```bash runnable' 'true' '```' '```bash runnable' 'false' 'echo unreachable' '```' > "$tmp/negative-control.md"
+if run_guide "$tmp/negative-control.md" > "$tmp/control.log" 2>&1; then
+  cat "$tmp/control.log"; fail "negative control: a failing runnable block passed"
+fi
+grep -q 'check FAILED: docs negative-control block 2' "$tmp/control.log" && ! grep -q unreachable "$tmp/control.log" ||
+  { cat "$tmp/control.log"; fail "negative control: the runner did not stop at the failing block"; }
+echo "check ok: docs negative control: a failing runnable block fails the check and stops it"
+
+for guide in "${GUIDES[@]}"; do
+  run_guide "$guide" ||
     { for log in "$NET"/nodes/*/orderer.log; do echo "-- last lines of $log"; tail -n 15 "$log"; done; fail "$guide: a runnable block failed (see above)"; }
-  echo "check ok: docs $guide ($count runnable blocks)"
+  echo "check ok: docs $guide ($(grep -c '^```bash runnable' "$guide") runnable blocks)"
 done
