@@ -44,7 +44,8 @@ curl "${tls[@]}" -o "$dir/b1.pb" "$api/blocks/1"
 curl "${tls[@]}" -o "$dir/b2.pb" "$api/blocks/2"
 target/release/channels verify-block --config "$dir/b0.pb" "$dir/b1.pb" "$dir/b2.pb"
 echo "check ok: blocks 1-2 fetched with curl verify offline (hash chain + quorum certificate)"
-curl "${tls[@]}" "$api/blocks/newest?format=json" | grep -q '"number"' || { echo "json block"; exit 1; }
+newest_json=$(curl "${tls[@]}" "$api/blocks/newest?format=json")
+grep -q '"number"' <<< "$newest_json" || { echo "json block"; exit 1; }
 echo "check ok: newest block as JSON"
 bytes=$(curl "${tls[@]}" "$api/deliver?start=1&stop=3" | wc -c)
 [ "$bytes" -gt 100 ] || { echo "deliver returned $bytes bytes"; exit 1; }
@@ -59,7 +60,8 @@ if curl --silent --cacert "$net/tls-ca-bundle.pem" "$api/blocks/1" -o /dev/null 
   echo "a client without a certificate was served"; exit 1
 fi
 echo "check ok: a client without a certificate is refused at the TLS handshake"
-curl --silent "http://127.0.0.1:$((port + 4))/metrics" | grep -q '^bft_ledger_height{channel="devchannel"}' || { echo "metrics"; exit 1; }
+metrics=$(curl --silent "http://127.0.0.1:$((port + 4))/metrics")
+grep -q '^bft_ledger_height{channel="devchannel"}' <<< "$metrics" || { echo "metrics: no ledger height"; exit 1; }
 echo "check ok: /metrics exports the ledger height"
 
 # Admin API (channel participation), as osnadmin would use it, on node 4
