@@ -206,13 +206,7 @@ async fn measure(opts: &BenchOptions, dev: &DevOptions, pids: &[u32]) -> Result<
             let mut buf: Vec<u8> = Vec::new();
             let _ = c
                 .stream(&path, &mut |bytes: &[u8]| {
-                    buf.extend_from_slice(bytes);
-                    while buf.len() >= 4 {
-                        let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-                        if buf.len() < 4 + len {
-                            break;
-                        }
-                        let frame: Vec<u8> = buf.drain(..4 + len).skip(4).collect();
+                    for frame in super::client::deliver_frames(&mut buf, bytes) {
                         let now = Instant::now();
                         if let Ok(b) = PbBlock::decode(frame.as_slice()) {
                             if let (Ok(mut m), Some(data)) = (committed.lock(), b.data) {

@@ -186,10 +186,47 @@ impl HttpsClient {
     }
 }
 
+/// Splits a deliver stream (4-byte big-endian length + block) into frames:
+/// appends `bytes` to `buf` and returns every complete frame, leaving the
+/// incomplete tail in `buf`.
+pub fn deliver_frames(buf: &mut Vec<u8>, bytes: &[u8]) -> Vec<Vec<u8>> {
+    buf.extend_from_slice(bytes);
+    let mut frames = Vec::new();
+    while buf.len() >= 4 {
+        let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        if buf.len() < 4 + len {
+            break;
+        }
+        frames.push(buf.drain(..4 + len).skip(4).collect());
+    }
+    frames
+}
+
 /// Receives streamed body bytes; returns false to stop reading.
 type ChunkSink<'a> = &'a mut (dyn FnMut(&[u8]) -> bool + Send);
 
 enum Framing {
     Length(usize),
     Chunked,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::deliver_frames;
+
+    #[test]
+    fn deliver_frames_split_across_chunks_come_out_whole() {
+        let mut stream = Vec::new();
+        for body in [&b"abc"[..], b"", b"hello"] {
+            stream.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            stream.extend_from_slice(body);
+        }
+        let mut buf = Vec::new();
+        let mut frames = Vec::new();
+        for chunk in stream.chunks(2) {
+            frames.extend(deliver_frames(&mut buf, chunk));
+        }
+        assert_eq!(frames, vec![b"abc".to_vec(), vec![], b"hello".to_vec()]);
+        assert!(buf.is_empty());
+    }
 }

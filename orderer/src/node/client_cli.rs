@@ -121,13 +121,7 @@ pub async fn run(t: Target, action: Action) -> Result<(), String> {
             let mut failure: Option<String> = None;
             let status = conn
                 .stream(&path, &mut |bytes: &[u8]| {
-                    buf.extend_from_slice(bytes);
-                    while buf.len() >= 4 {
-                        let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-                        if buf.len() < 4 + len {
-                            break;
-                        }
-                        let frame: Vec<u8> = buf.drain(..4 + len).skip(4).collect();
+                    for frame in super::client::deliver_frames(&mut buf, bytes) {
                         let result = PbBlock::decode(frame.as_slice())
                             .map_err(|e| format!("malformed block in the stream: {e}"))
                             .and_then(|b| {
