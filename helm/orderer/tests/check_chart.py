@@ -14,6 +14,7 @@ laid out as the pods would be and waits for /readyz. Prints
 import argparse
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -360,8 +361,16 @@ def check_topology(chart):
 def check_monitoring(chart):
     _, docs = chart.render(sets=["metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true"])
     sm = one(docs, "ServiceMonitor")
-    expect(sm["spec"]["endpoints"][0]["port"] == "operations", "service monitor port")
+    endpoint = sm["spec"]["endpoints"][0]
+    expect(endpoint["port"] == "operations", "service monitor port")
     rule = one(docs, "PrometheusRule")
+    # The rules select their targets by job name: the ServiceMonitor must give its targets that name.
+    job = [r.get("replacement") for r in endpoint.get("relabelings", [])
+           if r.get("targetLabel") == "job" and r.get("action", "replace") == "replace" and not r.get("sourceLabels")]
+    selected = set(re.findall(r'\bjob\s*=\s*"([^"]*)"', yaml.safe_dump(rule["spec"]["groups"])))
+    expect(len(job) == 1, f"the ServiceMonitor does not set the job label its targets get: {endpoint}")
+    expect(selected <= {job[0]}, f"the rules select job(s) {sorted(selected)}, the ServiceMonitor names its job {job[0]!r}")
+    ok(f"ServiceMonitor targets get job={job[0]!r}, the job the PrometheusRule's rules select")
     rules_path = chart.work / "rules.yaml"
     rules_path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
@@ -386,13 +395,18 @@ def check_monitoring(chart):
 
 
 def check_rules_from_files(chart):
-    """Rule files copied into files/prometheus/ replace the minimal rule set."""
+    """Rule files in files/prometheus/ replace the minimal rule set (a chart copy without the shipped rules)."""
     copy = chart.work / "chart-with-rules"
     shutil.copytree(CHART, copy)
+    for old in (copy / "files" / "prometheus").glob("*.y*ml"):
+        old.unlink()
+    sets = ["metrics.prometheusRule.enabled=true"]
+    _, docs = chart.render(sets=sets, chart_dir=copy)
+    groups = one(docs, "PrometheusRule")["spec"]["groups"]
+    expect([g["name"] for g in groups] == [f"bftorderer-{FULLNAME}"], f"minimal rule set not used: {groups}")
     rules = {"groups": [{"name": "from-file", "rules": [
         {"alert": "FromFile", "expr": "bft_view_change_in_progress == 1", "for": "10m"}]}]}
     (copy / "files" / "prometheus" / "orderer.rules.yaml").write_text(yaml.safe_dump(rules))
-    sets = ["metrics.prometheusRule.enabled=true"]
     _, docs = chart.render(sets=sets, chart_dir=copy)
     groups = one(docs, "PrometheusRule")["spec"]["groups"]
     expect([g["name"] for g in groups] == ["from-file"], f"rules from files/prometheus not used: {groups}")
@@ -413,33 +427,48 @@ def rule_files(folder):
     return found
 
 
+def rules_differ(chart_rules, repo_rules):
+    """Why the chart's rule files differ from monitoring/prometheus/'s, or None when they are the same bytes."""
+    if chart_rules.keys() != repo_rules.keys():
+        return (f"helm/orderer/files/prometheus/ has rule files {sorted(chart_rules)}, "
+                f"monitoring/prometheus/ has {sorted(repo_rules)}")
+    changed = [n for n in repo_rules if chart_rules[n].read_bytes() != repo_rules[n].read_bytes()]
+    if changed:
+        return f"helm/orderer/files/prometheus/{', '.join(changed)} differ(s) from monitoring/prometheus/"
+    return None
+
+
 def check_repository_rules(chart):
-    """monitoring/prometheus/ rules, when the repository has them, render into the PrometheusRule."""
+    """The chart ships monitoring/prometheus/'s rule files unchanged, and its PrometheusRule carries them."""
     repo_rules = rule_files(REPO / "monitoring" / "prometheus")
-    if not repo_rules:
-        ok("no rules in monitoring/prometheus/ yet: the chart ships its minimal rule set")
-        return
-    copy = chart.work / "chart-with-repo-rules"
+    expect(repo_rules, "no Prometheus rules files (with groups:) under monitoring/prometheus/")
+    shipped = rule_files(CHART / "files" / "prometheus")
+    why = rules_differ(shipped, repo_rules)
+    expect(why is None, f"{why}: the packaged chart would install other rules than monitoring/'s; copy them: "
+           + "; ".join(f"cp {p.relative_to(REPO)} helm/orderer/files/prometheus/" for p in repo_rules.values()))
+    # Negative control: a chart copy whose rules were edited is told apart.
+    copy = chart.work / "chart-with-edited-rules"
     shutil.copytree(CHART, copy)
-    for old in (copy / "files" / "prometheus").glob("*.y*ml"):
-        old.unlink()
-    for name, path in repo_rules.items():
-        shutil.copy(path, copy / "files" / "prometheus" / name)
-    _, docs = chart.render(sets=["metrics.prometheusRule.enabled=true"], chart_dir=copy)
+    edited = next(iter(rule_files(copy / "files" / "prometheus").values()))
+    edited.write_text(edited.read_text().replace("for: 2m", "for: 3m", 1))
+    expect(rules_differ(rule_files(copy / "files" / "prometheus"), repo_rules) is not None,
+           "negative control: an edited copy of the rules passed as equal to monitoring/prometheus/")
+    ok(f"helm/orderer/files/prometheus/ holds the {len(repo_rules)} rule file(s) of monitoring/prometheus/ "
+       f"unchanged ({', '.join(repo_rules)}); an edited copy is refused")
+
+    _, docs = chart.render(sets=["metrics.prometheusRule.enabled=true"])
     groups = one(docs, "PrometheusRule")["spec"]["groups"]
-    want = sum(len(yaml.safe_load(p.read_text())["groups"]) for p in repo_rules.values())
-    expect(len(groups) == want, f"PrometheusRule has {len(groups)} groups, monitoring/prometheus has {want}")
+    want = [g for p in repo_rules.values() for g in yaml.safe_load(p.read_text())["groups"]]
+    expect(groups == want, "the PrometheusRule's groups are not those of monitoring/prometheus/: "
+           f"{[g['name'] for g in groups]} vs {[g['name'] for g in want]}")
+    alerts = sum(1 for g in want for r in g["rules"] if "alert" in r)
+    records = sum(1 for g in want for r in g["rules"] if "record" in r)
     if chart.promtool:
         rules_path = chart.work / "repo-rules.yaml"
         rules_path.write_text(yaml.safe_dump({"groups": groups}))
         run([chart.promtool, "check", "rules", str(rules_path)])
-    ok(f"the {len(repo_rules)} rule file(s) of monitoring/prometheus/ render into the PrometheusRule ({want} groups)")
-    shipped = rule_files(CHART / "files" / "prometheus")
-    same = shipped.keys() == repo_rules.keys() and all(
-        shipped[n].read_bytes() == repo_rules[n].read_bytes() for n in repo_rules)
-    if not same:
-        print("warning: helm/orderer/files/prometheus/ differs from monitoring/prometheus/; the packaged chart ships "
-              "other rules: cp monitoring/prometheus/<rules>.yml helm/orderer/files/prometheus/", flush=True)
+    ok(f"the PrometheusRule carries monitoring/prometheus/'s rules exactly: {len(want)} groups, {alerts} alerts, "
+       f"{records} recording rules" + ("" if chart.promtool else " (promtool absent: not parsed)"))
 
 
 def entry_env(chart, extra):
