@@ -14,6 +14,7 @@ fn dev_folder_holds_a_valid_consortium_genesis_and_configs_and_is_reused() {
         base_port: 27050,
         demo: 0,
         exit_after_demo: true,
+        hosts: vec![],
     };
     let configs = prepare(&opts).unwrap();
     assert_eq!(configs.len(), 4);

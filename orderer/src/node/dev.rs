@@ -50,6 +50,17 @@ pub struct DevOptions {
     pub demo: usize,
     /// Exit after the demo instead of running until Ctrl-C.
     pub exit_after_demo: bool,
+    /// The address of each node, in id order (empty: every node on
+    /// 127.0.0.1). The fault tests put each node in its own network
+    /// namespace with its own address.
+    pub hosts: Vec<String>,
+}
+
+impl DevOptions {
+    /// The address node `id` (1-based) listens on.
+    pub fn host(&self, id: usize) -> &str {
+        self.hosts.get(id - 1).map_or("127.0.0.1", String::as_str)
+    }
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl Fn(std::io::Error) -> DevError + 'a {
@@ -68,9 +79,15 @@ pub fn ports(base: u16, i: usize) -> (u16, u16, u16, u16) {
     (p, p + 1, p + 3, p + 4)
 }
 
-fn consortium(nodes: usize) -> NetworkConfig {
-    let orderer =
-        |i: usize| IdentitySpec { name: format!("orderer{i}"), sans: vec!["localhost".into(), "127.0.0.1".into()] };
+fn consortium(opts: &DevOptions) -> NetworkConfig {
+    let nodes = opts.nodes;
+    let orderer = |i: usize| {
+        let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        if opts.host(i) != "127.0.0.1" {
+            sans.push(opts.host(i).to_string());
+        }
+        IdentitySpec { name: format!("orderer{i}"), sans }
+    };
     let half = nodes.div_ceil(2);
     let org = |name: &str, msp: &str, orderers: Vec<IdentitySpec>| OrgSpec {
         name: name.into(),
@@ -104,9 +121,20 @@ fn node_dir(crypto: &Path, nodes: usize, id: usize) -> (PathBuf, &'static str) {
     (crypto.join(org).join("orderers").join(format!("orderer{id}")), msp)
 }
 
+/// Overrides of the dev channel's configuration (`orderer bench --batch-size
+/// / --window`); `None` keeps the dev default. They apply when the genesis
+/// block is made, not to a folder that already has one.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChannelTuning {
+    /// `batch.max_message_count`.
+    pub max_message_count: Option<u32>,
+    /// `bft.pipeline_window`; the checkpoint interval is lowered to it when larger.
+    pub pipeline_window: Option<u64>,
+}
+
 /// A channel configuration tuned for a local network: small batches, short
 /// timeouts.
-fn dev_channel(opts: &DevOptions, crypto: &Path) -> Result<ChannelConfig, DevError> {
+fn dev_channel(opts: &DevOptions, crypto: &Path, tuning: ChannelTuning) -> Result<ChannelConfig, DevError> {
     let mut orgs = Vec::new();
     for (name, msp) in [("ordererorg1", "OrdererOrg1MSP"), ("ordererorg2", "OrdererOrg2MSP"), ("org1", "Org1MSP")] {
         orgs.push(Organization::from_msp_dir(msp, &crypto.join(name).join("ca").join("msp"))?);
@@ -117,9 +145,9 @@ fn dev_channel(opts: &DevOptions, crypto: &Path) -> Result<ChannelConfig, DevErr
         let secret = identity::load_or_create_mac_key(&dir.join("mac.key"))?;
         std::fs::write(dir.join("mac.pub"), identity::mac_public_hex(&secret)).map_err(io_err("writing", &dir))?;
         let (cluster, ..) = ports(opts.base_port, id - 1);
-        consenters.push(Consenter::from_node_dir(id as u32, "127.0.0.1", cluster, msp, &dir)?);
+        consenters.push(Consenter::from_node_dir(id as u32, opts.host(id), cluster, msp, &dir)?);
     }
-    let config = ChannelConfig {
+    let mut config = ChannelConfig {
         channel_id: opts.channel.clone(),
         sequence: 0,
         orgs,
@@ -142,6 +170,13 @@ fn dev_channel(opts: &DevOptions, crypto: &Path) -> Result<ChannelConfig, DevErr
         key_rotation: Some(KeyRotation { every_blocks: 0, every_seconds: 0 }),
         admin_policy: "majority".into(),
     };
+    if let (Some(n), Some(batch)) = (tuning.max_message_count, config.batch.as_mut()) {
+        batch.max_message_count = n;
+    }
+    if let (Some(w), Some(bft)) = (tuning.pipeline_window, config.bft.as_mut()) {
+        bft.pipeline_window = w;
+        bft.checkpoint_interval = bft.checkpoint_interval.min(w);
+    }
     config.validate()?;
     Ok(config)
 }
@@ -150,15 +185,21 @@ fn node_yaml(opts: &DevOptions, id: usize, crypto: &Path, dir: &Path) -> String 
     let (nd, msp) = node_dir(crypto, opts.nodes, id);
     let (cluster, api, admin, ops) = ports(opts.base_port, id - 1);
     format!(
-        "# orderer {id} of the dev network (see docs/orderer-config.md)\nnode:\n  id: {id}\n  msp_id: {msp}\n  data_dir: {data}\n  msp_dir: {nd}/msp\n  tls_dir: {nd}/tls\n  mac_key_file: {nd}/mac.key\n  bootstrap_dir: {boot}\ncluster:\n  listen: 127.0.0.1:{cluster}\napi:\n  listen: 127.0.0.1:{api}\nadmin:\n  listen: 127.0.0.1:{admin}\noperations:\n  listen: 127.0.0.1:{ops}\nconsensus:\n  tick_ms: 10\n",
+        "# orderer {id} of the dev network (see docs/orderer-config.md)\nnode:\n  id: {id}\n  msp_id: {msp}\n  data_dir: {data}\n  msp_dir: {nd}/msp\n  tls_dir: {nd}/tls\n  mac_key_file: {nd}/mac.key\n  bootstrap_dir: {boot}\ncluster:\n  listen: {host}:{cluster}\napi:\n  listen: {host}:{api}\nadmin:\n  listen: {host}:{admin}\noperations:\n  listen: {host}:{ops}\nconsensus:\n  tick_ms: 10\n",
         data = dir.join("nodes").join(format!("orderer{id}")).join("data").display(),
         nd = nd.display(),
         boot = dir.join("bootstrap").display(),
+        host = opts.host(id),
     )
 }
 
 /// Prepares the folder (or reuses it) and returns the config file of each node.
 pub fn prepare(opts: &DevOptions) -> Result<Vec<PathBuf>, DevError> {
+    prepare_tuned(opts, ChannelTuning::default())
+}
+
+/// [`prepare`], with the channel configuration's overrides.
+pub fn prepare_tuned(opts: &DevOptions, tuning: ChannelTuning) -> Result<Vec<PathBuf>, DevError> {
     if !(4..=16).contains(&opts.nodes) {
         return Err(DevError::Nodes);
     }
@@ -169,11 +210,11 @@ pub fn prepare(opts: &DevOptions) -> Result<Vec<PathBuf>, DevError> {
     let crypto = dir.join("crypto");
     std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
     if !crypto.join("org1").exists() {
-        ca_tools::generate_network(&consortium(opts.nodes), &crypto, false)?;
+        ca_tools::generate_network(&consortium(opts), &crypto, false)?;
     }
     let genesis_path = dir.join("bootstrap").join(format!("{}.block", opts.channel));
     if !genesis_path.exists() {
-        let config = dev_channel(opts, &crypto)?;
+        let config = dev_channel(opts, &crypto, tuning)?;
         let block = channels::genesis_block(&config);
         std::fs::create_dir_all(dir.join("bootstrap")).map_err(io_err("creating", dir))?;
         std::fs::write(&genesis_path, block.encode_to_vec()).map_err(io_err("writing", &genesis_path))?;
@@ -189,18 +230,21 @@ pub fn prepare(opts: &DevOptions) -> Result<Vec<PathBuf>, DevError> {
     Ok(configs)
 }
 
-fn write_network_json(opts: &DevOptions, children: &[Child]) -> Result<PathBuf, DevError> {
+/// Writes `network.json` (and the TLS root bundle beside it) describing the
+/// network; `children` gives the process ids when known.
+pub fn write_network_json(opts: &DevOptions, children: &[Child]) -> Result<PathBuf, DevError> {
     let dir = &opts.dir;
     let crypto = dir.join("crypto");
     let nodes: Vec<serde_json::Value> = (1..=opts.nodes)
         .map(|id| {
             let (cluster, api, admin, ops) = ports(opts.base_port, id - 1);
+            let host = opts.host(id);
             json!({
                 "id": id,
-                "cluster": format!("127.0.0.1:{cluster}"),
-                "peer_api": format!("https://127.0.0.1:{api}"),
-                "admin_api": format!("https://127.0.0.1:{admin}"),
-                "operations": format!("http://127.0.0.1:{ops}"),
+                "cluster": format!("{host}:{cluster}"),
+                "peer_api": format!("https://{host}:{api}"),
+                "admin_api": format!("https://{host}:{admin}"),
+                "operations": format!("http://{host}:{ops}"),
                 "pid": children.get(id - 1).and_then(|c| c.id()),
                 "config": dir.join("nodes").join(format!("orderer{id}")).join("orderer.yaml"),
                 "log": dir.join("nodes").join(format!("orderer{id}")).join("orderer.log"),
@@ -241,18 +285,33 @@ fn write_network_json(opts: &DevOptions, children: &[Child]) -> Result<PathBuf, 
     Ok(path)
 }
 
-async fn wait_ready(opts: &DevOptions, id: usize, timeout: Duration) -> Result<(), DevError> {
+/// Operations answers read, at most.
+const OPERATIONS_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// GET `path` from node `id`'s operations endpoint (plain HTTP): the body of
+/// a 200 answer, or `None` (no answer within 5 s, or another status).
+pub async fn operations_get(opts: &DevOptions, id: usize, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (.., ops) = ports(opts.base_port, id - 1);
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect((opts.host(id), ops)).await.ok()?;
+        let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(head.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        s.take(OPERATIONS_BYTES_MAX).read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let (status, body) = text.split_once("\r\n\r\n")?;
+        status.starts_with("HTTP/1.1 200").then(|| body.to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange).await.ok().flatten()
+}
+
+/// Waits until node `id` answers /readyz with 200.
+pub async fn wait_ready(opts: &DevOptions, id: usize, timeout: Duration) -> Result<(), DevError> {
     let deadline = tokio::time::Instant::now() + timeout;
     while tokio::time::Instant::now() < deadline {
-        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", ops)).await {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
-            let mut buf = Vec::new();
-            let _ = s.read_to_end(&mut buf).await;
-            if buf.starts_with(b"HTTP/1.1 200") {
-                return Ok(());
-            }
+        if operations_get(opts, id, "/readyz").await.is_some() {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -367,8 +426,9 @@ pub async fn demo(opts: &DevOptions, count: usize) -> Result<String, String> {
     let mut conns = Vec::new();
     for i in 0..opts.nodes {
         let (_, api, ..) = ports(opts.base_port, i);
+        let host = opts.host(i + 1);
         conns.push(
-            HttpsClient::connect(&format!("127.0.0.1:{api}"), "127.0.0.1", config.clone())
+            HttpsClient::connect(&format!("{host}:{api}"), host, config.clone())
                 .await
                 .map_err(|e| e.to_string())?,
         );

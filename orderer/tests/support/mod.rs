@@ -17,8 +17,15 @@ pub const CHANNEL: &str = "devchannel";
 pub fn network(dir: &Path, nodes: usize) -> Cluster {
     // Distinct per test process; node i uses base + 10i .. base + 10i + 4.
     let base_port = 30_000 + (std::process::id() % 2_500) as u16 * 10;
-    let opts =
-        DevOptions { nodes, dir: dir.join("net"), channel: CHANNEL.into(), base_port, demo: 0, exit_after_demo: true };
+    let opts = DevOptions {
+        nodes,
+        dir: dir.join("net"),
+        channel: CHANNEL.into(),
+        base_port,
+        demo: 0,
+        exit_after_demo: true,
+        hosts: vec![],
+    };
     let configs = prepare(&opts).unwrap();
     Cluster { procs: (0..nodes).map(|_| None).collect(), opts, configs }
 }
