@@ -25,7 +25,7 @@ pub use replica::{Replica, Stats, Tip};
 #[cfg(feature = "mutants")]
 pub use types::Mutant;
 pub use types::{
-    compact, Block, CertifiedBlock, Config, DropReason, Durable, Input, Output, Refusal, TxId, Validator,
+    compact, Block, CertifiedBlock, Config, DropReason, Durable, Input, Output, Phase, Refusal, TxId, Validator,
     ViewChangeReason, VoteKind,
 };
 

@@ -352,18 +352,18 @@ impl Replica {
     }
 
     /// Matching votes needed to prepare or commit: a quorum.
-    fn threshold(&self, phase: Phase) -> usize {
+    fn threshold(&self, of: QuorumOf) -> usize {
         #[cfg(feature = "mutants")]
         {
             use super::types::Mutant;
-            match (self.cfg.mutant, phase) {
-                (Some(Mutant::CommitOnWeakQuorum), Phase::Commit)
-                | (Some(Mutant::PrepareOnWeakQuorum), Phase::Prepare)
+            match (self.cfg.mutant, of) {
+                (Some(Mutant::CommitOnWeakQuorum), QuorumOf::Commits)
+                | (Some(Mutant::PrepareOnWeakQuorum), QuorumOf::Prepares)
                 | (Some(Mutant::WeakQuorum), _) => return self.f + 1,
                 _ => {}
             }
         }
-        let _ = phase;
+        let _ = of;
         self.quorum
     }
 
@@ -724,7 +724,7 @@ impl Replica {
             return;
         }
         let votes = 1 + slot.prepares.count(&d) - usize::from(slot.prepares.has(primary, &d));
-        if votes < self.threshold(Phase::Prepare) {
+        if votes < self.threshold(QuorumOf::Prepares) {
             return;
         }
         if !self.cast(VoteKind::Commit, view, seq, d, out) {
@@ -741,7 +741,7 @@ impl Replica {
     fn check_committed(&mut self, seq: Seq, out: &mut Vec<Output>) {
         let view = self.view;
         let Some((pv, d)) = self.log.get(&seq).and_then(|s| s.prepared) else { return };
-        let needed = self.threshold(Phase::Commit);
+        let needed = self.threshold(QuorumOf::Commits);
         let Some(slot) = self.log.get_mut(&seq) else { return };
         if pv != view || slot.committed.is_some() || slot.commits.count(&d) < needed {
             return;
@@ -1346,10 +1346,11 @@ impl Replica {
     }
 }
 
+/// Which votes a threshold counts.
 #[derive(Clone, Copy)]
-enum Phase {
-    Prepare,
-    Commit,
+enum QuorumOf {
+    Prepares,
+    Commits,
 }
 
 fn push_preprepared(slot: &mut Slot, view: View, digest: Digest) {

@@ -43,6 +43,8 @@ struct Harness {
     records: Vec<Vec<Durable>>,
     commits: Vec<Vec<Block>>,
     certified: Vec<Vec<Certificate>>,
+    /// The phases each replica's outputs showed, in order.
+    phases: Vec<Vec<(Seq, Phase)>>,
     queue: VecDeque<(ReplicaId, ReplicaId, Vec<u8>)>,
     /// Messages to these replicas are lost.
     cut: Vec<ReplicaId>,
@@ -50,8 +52,19 @@ struct Harness {
 
 impl Harness {
     fn new(n: u32) -> Self {
+        Self::with(n, |_| {})
+    }
+
+    /// `n` replicas whose configuration `tune` changed.
+    fn with(n: u32, tune: impl Fn(&mut Config)) -> Self {
         let ring = Keyring::new(&(1..=n).collect::<Vec<_>>(), 9);
-        let replicas = (1..=n).map(|id| Self::make(&ring, config(id, n), &[])).collect();
+        let replicas = (1..=n)
+            .map(|id| {
+                let mut cfg = config(id, n);
+                tune(&mut cfg);
+                Self::make(&ring, cfg, &[])
+            })
+            .collect();
         let k = n as usize;
         Harness {
             ring,
@@ -59,6 +72,7 @@ impl Harness {
             records: vec![vec![]; k],
             commits: vec![vec![]; k],
             certified: vec![vec![]; k],
+            phases: vec![vec![]; k],
             queue: VecDeque::new(),
             cut: vec![],
         }
@@ -75,6 +89,7 @@ impl Harness {
         let outputs = self.replicas[i].step(input);
         let n = self.replicas.len() as u32;
         for o in &outputs {
+            self.phases[i].extend(o.phases());
             match o {
                 Output::Send { to, frame } => self.queue.push_back((id, *to, frame.clone())),
                 Output::Broadcast { frame } => {
@@ -385,4 +400,279 @@ fn a_full_pool_refuses_instead_of_growing() {
     }
     assert_eq!(refused, vec![Refusal::PoolFull, Refusal::PoolFull]);
     assert_eq!(h.replica(2).pool_len(), 2);
+}
+
+// ----- phases ----------------------------------------------------------------
+
+#[test]
+fn a_normal_case_commit_shows_pre_prepared_then_prepared_then_committed_once_at_every_replica() {
+    let mut h = Harness::new(4);
+    for k in 0..3 {
+        h.submit(1 + k as u32, k);
+    }
+    h.tick_all(5);
+    for i in 0..4 {
+        assert_eq!(h.commits[i].len(), 3, "replica {} committed", i + 1);
+        for seq in 1..=3 {
+            let seen: Vec<Phase> = h.phases[i].iter().filter(|(s, _)| *s == seq).map(|(_, p)| *p).collect();
+            assert_eq!(
+                seen,
+                vec![Phase::PrePrepared, Phase::Prepared, Phase::Committed],
+                "replica {} seq {seq}",
+                i + 1
+            );
+        }
+    }
+}
+
+#[test]
+fn a_block_applied_by_state_transfer_shows_only_committed() {
+    let mut h = Harness::new(4);
+    h.cut = vec![4];
+    h.submit(1, 1);
+    let blocks = certified_blocks(&h, 0);
+    assert_eq!(blocks.len(), 1);
+    h.input(4, Input::Blocks(blocks));
+    assert_eq!(h.phases[3], vec![(1, Phase::Committed)]);
+}
+
+// ----- state transfer: every fetched block is verified ------------------------
+
+/// The blocks replica `i` committed, each with its certificate.
+fn certified_blocks(h: &Harness, i: usize) -> Vec<CertifiedBlock> {
+    h.commits[i]
+        .iter()
+        .map(|b| {
+            let certificate = h.certified[i].iter().find(|c| c.seq == b.number).expect("certified").clone();
+            CertifiedBlock { block: b.clone(), certificate }
+        })
+        .collect()
+}
+
+/// Replicas 1–3 order two blocks while replica 4 is cut off: the blocks
+/// (with their certificates) that 4 would fetch.
+fn two_fetchable_blocks() -> (Harness, Vec<CertifiedBlock>) {
+    let mut h = Harness::new(4);
+    h.cut = vec![4];
+    h.submit(1, 1);
+    h.submit(1, 2);
+    let blocks = certified_blocks(&h, 0);
+    assert_eq!(blocks.len(), 2);
+    assert_eq!(h.replica(4).executed(), 0);
+    (h, blocks)
+}
+
+/// Feeds `blocks` to a fresh replica 4 (built on `ring`); returns its outputs.
+fn fetch_into_fresh_replica(
+    h: &mut Harness,
+    ring: &std::sync::Arc<Keyring>,
+    blocks: Vec<CertifiedBlock>,
+) -> Vec<Output> {
+    h.replicas[3] = Harness::make(ring, config(4, 4), &[]);
+    h.commits[3].clear();
+    h.certified[3].clear();
+    h.input(4, Input::Blocks(blocks))
+}
+
+fn invalid_blocks_dropped(r: &Replica) -> u64 {
+    r.stats().dropped.get(&DropReason::InvalidBlocks).copied().unwrap_or(0)
+}
+
+/// What a refused state transfer must look like: dropped, counted once,
+/// nothing committed or certified, the ledger where it was.
+fn assert_refused(h: &Harness, out: &[Output], executed: Seq, what: &str) {
+    assert_eq!(dropped(out), vec![DropReason::InvalidBlocks], "{what}: {out:?}");
+    assert_eq!(invalid_blocks_dropped(h.replica(4)), 1, "{what}: the drop is counted");
+    assert_eq!(h.replica(4).executed(), executed, "{what}");
+    assert_eq!(h.commits[3].len() as u64, executed, "{what}: committed only the valid prefix");
+    assert_eq!(h.certified[3].len() as u64, executed, "{what}");
+}
+
+#[test]
+fn state_transfer_refuses_a_tampered_block_and_counts_the_drop() {
+    let (mut h, good) = two_fetchable_blocks();
+    let ring = h.ring.clone();
+    let rehash = |b: &mut Block| b.header_hash = channels::block::header_hash(b.number, &b.previous_hash, &b.data_hash);
+    let mut cases: Vec<(&str, Vec<CertifiedBlock>)> = Vec::new();
+    let mut envelope_changed = good.clone();
+    let last = envelope_changed[0].block.envelopes[0].len() - 1;
+    envelope_changed[0].block.envelopes[0][last] ^= 1;
+    cases.push(("an envelope changed, the data hash kept", envelope_changed));
+    let mut wrong_data_hash = good.clone();
+    wrong_data_hash[0].block.data_hash[0] ^= 1;
+    rehash(&mut wrong_data_hash[0].block);
+    cases.push(("a wrong data hash (header rehashed to match it)", wrong_data_hash));
+    let mut unlinked = good.clone();
+    unlinked[0].block.previous_hash = [0; 32];
+    rehash(&mut unlinked[0].block);
+    cases.push(("block 1 not linked to genesis", unlinked));
+    cases.push(("block 2 without block 1", good[1..].to_vec()));
+    let mut wrong_header = good.clone();
+    wrong_header[0].block.header_hash[0] ^= 1;
+    cases.push(("a header hash that is not the header's", wrong_header));
+    for (what, blocks) in cases {
+        let out = fetch_into_fresh_replica(&mut h, &ring, blocks);
+        assert_refused(&h, &out, 0, what);
+    }
+    // A valid block 1 is applied; block 2 linked to something else is not.
+    let mut second_unlinked = good.clone();
+    second_unlinked[1].block.previous_hash[0] ^= 1;
+    rehash(&mut second_unlinked[1].block);
+    let out = fetch_into_fresh_replica(&mut h, &ring, second_unlinked);
+    assert_refused(&h, &out, 1, "block 2 not linked to block 1");
+    // Negative control: the untampered blocks are applied.
+    let out = fetch_into_fresh_replica(&mut h, &ring, good.clone());
+    assert!(dropped(&out).is_empty(), "{out:?}");
+    assert_eq!(h.replica(4).executed(), 2);
+    assert_eq!(h.commits[3], good.iter().map(|b| b.block.clone()).collect::<Vec<_>>());
+}
+
+#[test]
+fn state_transfer_refuses_a_certificate_below_quorum_or_signed_by_a_non_member() {
+    let (mut h, good) = two_fetchable_blocks();
+    assert_eq!(good[0].certificate.signatures.len(), 3, "a quorum of 4 is 3");
+    // Replica 4 verifying with a keyring that also holds a fifth replica's
+    // key: that replica's signatures verify, but it is not a member.
+    let ring5 = Keyring::new(&[1, 2, 3, 4, 5], 9);
+    let cert_bytes = |cb: &CertifiedBlock| {
+        channels::block::certificate_signing_bytes(CHANNEL, 1, cb.block.number, &cb.block.header_hash)
+    };
+    let mut cases: Vec<(&str, Vec<CertifiedBlock>)> = Vec::new();
+    let mut below_quorum = good.clone();
+    below_quorum[0].certificate.signatures.truncate(2);
+    cases.push(("two signatures, a quorum is three", below_quorum));
+    let mut non_member = good.clone();
+    let signature = ring5.signer(5).sign(&cert_bytes(&non_member[0]));
+    non_member[0].certificate.signatures[2] = (5, signature);
+    cases.push(("the third signature by a non-member", non_member));
+    let mut twice = good.clone();
+    let first = twice[0].certificate.signatures[0].clone();
+    twice[0].certificate.signatures[2] = first;
+    cases.push(("one member counted twice", twice));
+    let mut forged = good.clone();
+    forged[0].certificate.signatures[1].1[0] ^= 1;
+    cases.push(("a member's signature forged", forged));
+    let mut other_block = good.clone();
+    other_block[0].certificate = good[1].certificate.clone();
+    cases.push(("the certificate of another block", other_block));
+    for (what, blocks) in cases {
+        let out = fetch_into_fresh_replica(&mut h, &ring5, blocks);
+        assert_refused(&h, &out, 0, what);
+    }
+    // Negative control: with their own certificates the blocks are applied
+    // by the same replica.
+    let out = fetch_into_fresh_replica(&mut h, &ring5, good);
+    assert!(dropped(&out).is_empty(), "{out:?}");
+    assert_eq!(h.replica(4).executed(), 2);
+}
+
+// ----- block cutting: one scenario per rule ------------------------------------
+
+/// Submits envelopes of the given paddings to the primary (replica 1)
+/// without letting time pass; returns the refusals.
+fn submit_to_primary(h: &mut Harness, paddings: &[usize]) -> Vec<Refusal> {
+    let mut refused = Vec::new();
+    for (k, padding) in paddings.iter().enumerate() {
+        let out = h.input(1, Input::Request(make_envelope(2, k as u64, *padding)));
+        refused.extend(out.into_iter().filter_map(|o| match o {
+            Output::Refused { reason } => Some(reason),
+            _ => None,
+        }));
+        h.pump();
+    }
+    refused
+}
+
+/// Envelopes per committed block at replica 1.
+fn block_sizes(h: &Harness) -> Vec<usize> {
+    h.commits[0].iter().map(|b| b.envelopes.len()).collect()
+}
+
+const BIG: usize = 1 << 20;
+
+#[test]
+fn max_message_count_cuts_a_batch() {
+    let mut h = Harness::with(4, |c| {
+        c.batch_count_max = 3;
+        c.batch_bytes_preferred = BIG;
+        c.batch_bytes_max = BIG;
+        c.batch_timeout_ticks = 1000;
+    });
+    assert!(submit_to_primary(&mut h, &[8; 7]).is_empty());
+    assert_eq!(block_sizes(&h), vec![3, 3], "every third envelope cuts a batch");
+    assert_eq!(h.replica(1).pool_len(), 1, "the seventh waits for more or for the timeout");
+    for i in 0..4 {
+        assert_eq!(h.commits[i], h.commits[0]);
+    }
+}
+
+#[test]
+fn preferred_max_bytes_cuts_a_batch_before_the_count() {
+    let size = make_envelope(2, 0, 8).len();
+    let mut h = Harness::with(4, |c| {
+        c.batch_count_max = 100;
+        c.batch_bytes_preferred = 2 * size;
+        c.batch_bytes_max = BIG;
+        c.batch_timeout_ticks = 1000;
+    });
+    assert!(submit_to_primary(&mut h, &[8; 5]).is_empty());
+    assert_eq!(block_sizes(&h), vec![2, 2], "two envelopes reach the preferred bytes");
+    assert_eq!(h.replica(1).pool_len(), 1);
+}
+
+#[test]
+fn absolute_max_bytes_is_never_exceeded() {
+    // Preferred bytes above the absolute max: the absolute max still bounds
+    // every batch, and an envelope over it is refused at the door.
+    let max = 200;
+    let mut h = Harness::with(4, |c| {
+        c.batch_count_max = 100;
+        c.batch_bytes_preferred = 10 * max;
+        c.batch_bytes_max = max;
+        c.batch_timeout_ticks = 5;
+    });
+    let paddings = [8, 60, 30, 8, 60, 30, 8, 300];
+    let refused = submit_to_primary(&mut h, &paddings);
+    let oversize = make_envelope(2, 7, 300).len();
+    assert_eq!(refused, vec![Refusal::TooLarge { bytes: oversize, max }]);
+    h.tick_all(10);
+    let bytes: Vec<usize> = h.commits[0].iter().map(|b| b.envelopes.iter().map(Vec::len).sum()).collect();
+    assert!(bytes.iter().all(|b| *b <= max), "block bytes {bytes:?} over {max}");
+    assert!(bytes.len() > 1, "the max split the envelopes: {bytes:?}");
+    assert_eq!(block_sizes(&h).iter().sum::<usize>(), 7, "every admitted envelope is ordered");
+    assert_eq!(h.replica(1).pool_len(), 0);
+}
+
+#[test]
+fn batch_timeout_cuts_a_partial_batch() {
+    let mut h = Harness::with(4, |c| {
+        c.batch_count_max = 10;
+        c.batch_bytes_preferred = BIG;
+        c.batch_bytes_max = BIG;
+        c.batch_timeout_ticks = 5;
+    });
+    assert!(submit_to_primary(&mut h, &[8; 2]).is_empty());
+    h.tick_all(4);
+    assert!(h.commits[0].is_empty(), "not full and not timed out yet");
+    h.tick_all(1);
+    assert_eq!(block_sizes(&h), vec![2], "the timeout cuts the partial batch");
+}
+
+#[test]
+fn a_full_pool_refuses_until_a_committed_batch_drains_it() {
+    let mut h = Harness::with(4, |c| {
+        c.batch_count_max = 10;
+        c.batch_bytes_preferred = BIG;
+        c.batch_bytes_max = BIG;
+        c.batch_timeout_ticks = 5;
+        c.pool_max = 3;
+    });
+    let refused = submit_to_primary(&mut h, &[8; 4]);
+    assert_eq!(refused, vec![Refusal::PoolFull], "the fourth does not fit");
+    assert_eq!(h.replica(1).pool_len(), 3);
+    h.tick_all(6);
+    assert_eq!(block_sizes(&h), vec![3]);
+    assert_eq!(h.replica(1).pool_len(), 0, "committed envelopes leave the pool");
+    let out = h.input(1, Input::Request(make_envelope(2, 3, 8)));
+    assert!(out.iter().any(|o| matches!(o, Output::Admitted { .. })), "room again: {out:?}");
 }

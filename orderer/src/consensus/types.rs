@@ -194,6 +194,45 @@ pub enum Output {
     },
 }
 
+/// The normal-case phases a sequence number goes through at one replica, in
+/// order. The core has no clock: the shell timestamps the outputs that show
+/// each phase ([`Output::phases`]) to measure how long each took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Phase {
+    /// This replica accepted the pre-prepare (the primary: proposed it) and
+    /// cast its pre-prepare or prepare vote.
+    PrePrepared,
+    /// prepared(v, n, d): a quorum agreed on the proposal; this replica cast
+    /// its commit vote.
+    Prepared,
+    /// The block was committed and executed in order (also a block applied
+    /// by state transfer, which passed through no other phase here).
+    Committed,
+}
+
+impl Output {
+    /// The phases this output shows a sequence number reached, in the order
+    /// they happened. Each (seq, phase) of a view shows at most once: a vote
+    /// is persisted when it is first cast, and a block is committed once.
+    pub fn phases(&self) -> impl Iterator<Item = (Seq, Phase)> + '_ {
+        let (records, committed): (&[Durable], Option<Seq>) = match self {
+            Output::Persist(records) => (records, None),
+            Output::Commit(block) => (&[], Some(block.number)),
+            Output::Send { .. }
+            | Output::Broadcast { .. }
+            | Output::Certified(_)
+            | Output::Fetch { .. }
+            | Output::Admitted { .. }
+            | Output::Refused { .. }
+            | Output::ViewChangeStarted { .. }
+            | Output::NewViewInstalled { .. }
+            | Output::Dropped { .. }
+            | Output::ForkDetected { .. } => (&[], None),
+        };
+        records.iter().filter_map(Durable::phase).chain(committed.map(|seq| (seq, Phase::Committed)))
+    }
+}
+
 /// Why a client request was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -303,6 +342,24 @@ pub enum Durable {
 }
 
 impl Durable {
+    /// The phase a vote record shows its sequence number reached: a
+    /// pre-prepare or prepare vote is cast when the proposal is accepted, a
+    /// commit vote exactly when the replica prepared.
+    fn phase(&self) -> Option<(Seq, Phase)> {
+        match self {
+            Durable::Vote { kind: VoteKind::PrePrepare | VoteKind::Prepare, seq, .. } => {
+                Some((*seq, Phase::PrePrepared))
+            }
+            Durable::Vote { kind: VoteKind::Commit, seq, .. } => Some((*seq, Phase::Prepared)),
+            Durable::Vote { kind: VoteKind::BlockSig | VoteKind::ViewChange | VoteKind::NewView, .. }
+            | Durable::View { .. }
+            | Durable::Batch { .. }
+            | Durable::ViewChangeSent(_)
+            | Durable::NewViewSent(_)
+            | Durable::Stable(_) => None,
+        }
+    }
+
     fn seq(&self) -> Option<Seq> {
         match self {
             Durable::Vote { kind: VoteKind::ViewChange | VoteKind::NewView, .. } => None,

@@ -7,7 +7,7 @@
 //! steps produced leaves the node. No other code touches the replica: one
 //! owner of state per channel.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::ops::ChannelMetrics;
 use crate::consensus::codec::{DecodeError, Reader, Writer};
 use crate::consensus::{
-    Block, Certificate, CertifiedBlock, Input, Limits, Output, Refusal, Replica, ReplicaId, Seq, Stats, Tip, TxId,
-    Validator,
+    Block, Certificate, CertifiedBlock, Input, Limits, Output, Phase, Refusal, Replica, ReplicaId, Seq, Stats, Tip,
+    TxId, Validator,
 };
 use crate::storage::{Store, StoreError, WriteBatch};
 
@@ -33,6 +33,10 @@ const TIMED_SUBMITS_MAX: usize = 65_536;
 const TIMED_SUBMIT_AGE_MAX: Duration = Duration::from_secs(600);
 /// When the timed submissions are full, they are pruned at most this often.
 const TIMED_SUBMIT_PRUNE_INTERVAL: Duration = Duration::from_secs(1);
+/// Sequence numbers whose phase times are kept, at most. Times are dropped
+/// when a block at or above them commits; the bound covers sequence numbers
+/// a view change leaves behind until then.
+const TIMED_SEQS_MAX: usize = 4096;
 
 /// Sends node-to-node frames. Implemented by the cluster links; never
 /// blocks (a full queue drops and counts).
@@ -225,6 +229,7 @@ pub fn spawn(params: ChannelParams) -> Result<(ChannelHandle, tokio::task::JoinH
         certified -= 1;
     }
     let metrics = Arc::new(ChannelMetrics::new(&channel, params.config.pool_max)?);
+    let phases = PhaseClock::new(tip.executed);
     let replica = Replica::new(params.config, params.crypto, params.macs, params.validator, tip, &records)
         .map_err(ChannelError::Config)?;
     let (req_tx, req_rx) = mpsc::channel(params.queue_max);
@@ -242,6 +247,7 @@ pub fn spawn(params: ChannelParams) -> Result<(ChannelHandle, tokio::task::JoinH
         metrics: metrics.clone(),
         submitted: HashMap::new(),
         pruned_at: None,
+        phases,
     };
     let join = tokio::spawn(task.run(req_rx, in_rx, params.tick));
     Ok((ChannelHandle { name: channel, requests: req_tx, inbound: in_tx, status: status_rx, metrics }, join))
@@ -292,6 +298,75 @@ struct Task {
     submitted: HashMap<TxId, Instant>,
     /// When `submitted` was last pruned of old entries.
     pruned_at: Option<Instant>,
+    /// When the sequence numbers in flight reached their phases here.
+    phases: PhaseClock,
+}
+
+/// A span between two phases of one sequence number, measured by [`PhaseClock`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PhaseSpan {
+    PrePrepareToPrepared(Duration),
+    PreparedToCommitted(Duration),
+}
+
+/// When each sequence number in flight reached its phases on this node. The
+/// consensus core has no clock: the task timestamps the outputs that show a
+/// phase ([`Output::phases`]) and measures the spans between them. Bounded:
+/// a commit forgets everything at or below it, and at most
+/// [`TIMED_SEQS_MAX`] sequence numbers are timed at once.
+struct PhaseClock {
+    /// The highest block committed: lower sequence numbers are not timed.
+    committed: Seq,
+    /// seq -> (pre-prepare accepted, prepared).
+    seqs: BTreeMap<Seq, (Option<Instant>, Option<Instant>)>,
+}
+
+impl PhaseClock {
+    fn new(committed: Seq) -> Self {
+        Self { committed, seqs: BTreeMap::new() }
+    }
+
+    /// `seq` reached `phase` at `at`: the span it completes, if this node
+    /// saw the phase before it (a replica that restarted or caught up by
+    /// state transfer did not).
+    fn observe(&mut self, seq: Seq, phase: Phase, at: Instant) -> Option<PhaseSpan> {
+        let span = match phase {
+            Phase::PrePrepared if seq > self.committed => {
+                // The first proposal accepted counts (a view change that
+                // re-proposes the slot is part of its latency).
+                self.times(seq).0.get_or_insert(at);
+                None
+            }
+            Phase::Prepared if seq > self.committed => {
+                let times = self.times(seq);
+                if times.1.is_some() {
+                    return None;
+                }
+                times.1 = Some(at);
+                times.0.map(|accepted| PhaseSpan::PrePrepareToPrepared(at.saturating_duration_since(accepted)))
+            }
+            Phase::PrePrepared | Phase::Prepared => None,
+            Phase::Committed => {
+                let prepared = self.seqs.get(&seq).and_then(|t| t.1);
+                self.committed = self.committed.max(seq);
+                while self.seqs.first_key_value().is_some_and(|(s, _)| *s <= self.committed) {
+                    self.seqs.pop_first();
+                }
+                prepared.map(|p| PhaseSpan::PreparedToCommitted(at.saturating_duration_since(p)))
+            }
+        };
+        assert!(self.seqs.len() <= TIMED_SEQS_MAX, "phase times over their bound");
+        assert!(self.seqs.keys().next().is_none_or(|s| *s > self.committed), "phase times below the committed height");
+        span
+    }
+
+    fn times(&mut self, seq: Seq) -> &mut (Option<Instant>, Option<Instant>) {
+        if !self.seqs.contains_key(&seq) && self.seqs.len() >= TIMED_SEQS_MAX {
+            // Keep the newest: the oldest left behind will not commit soon.
+            self.seqs.pop_first();
+        }
+        self.seqs.entry(seq).or_default()
+    }
 }
 
 /// What the metrics need of a block once it is durable.
@@ -300,6 +375,8 @@ struct BlockFigures {
     bytes: usize,
     /// Submission times of its envelopes that were submitted on this node.
     submitted: Vec<Instant>,
+    /// When the core committed it.
+    committed_at: Instant,
 }
 
 /// What a group of steps produced, waiting for the group commit.
@@ -421,7 +498,17 @@ impl Task {
 
     fn step(&mut self, input: Input, pending: &mut Pending, mut reply: Option<oneshot::Sender<SubmitResult>>) {
         let arrived = Instant::now();
-        for output in self.replica.step(input) {
+        let outputs = self.replica.step(input);
+        // The outputs of one step happened at once, as far as the shell knows.
+        let stepped = Instant::now();
+        for output in outputs {
+            for (seq, phase) in output.phases() {
+                match self.phases.observe(seq, phase, stepped) {
+                    Some(PhaseSpan::PrePrepareToPrepared(d)) => self.metrics.preprepare_to_prepared(d),
+                    Some(PhaseSpan::PreparedToCommitted(d)) => self.metrics.prepared_to_committed(d),
+                    None => {}
+                }
+            }
             match output {
                 Output::Send { to, frame } => pending.sends.push((Some(to), Wire::Consensus(frame).encode())),
                 Output::Broadcast { frame } => pending.sends.push((None, Wire::Consensus(frame).encode())),
@@ -433,6 +520,7 @@ impl Task {
                         envelopes: block.envelopes.len(),
                         bytes: block.envelopes.iter().map(Vec::len).sum(),
                         submitted: ids.iter().filter_map(|id| self.submitted.remove(id)).collect(),
+                        committed_at: stepped,
                     });
                     pending.batch.blocks.push((block, ids));
                 }
@@ -487,7 +575,9 @@ impl Task {
                 .map_err(|e| StoreError::Database { path: "store".into(), detail: e.to_string() })??;
             self.metrics.store_committed(started.elapsed());
         }
+        let persisted = Instant::now();
         for block in committed {
+            self.metrics.committed_to_persisted(persisted.saturating_duration_since(block.committed_at));
             self.metrics.block_committed(block.envelopes, block.bytes);
             for at in block.submitted {
                 self.metrics.envelope_committed(at.elapsed());
@@ -542,5 +632,36 @@ mod tests {
         }
         assert!(Wire::decode(&[9, 0], &Limits::default()).is_err());
         assert!(Wire::decode(&[], &Limits::default()).is_err());
+    }
+
+    #[test]
+    fn phase_clock_measures_each_span_once_in_order() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut clock = PhaseClock::new(0);
+        assert_eq!(clock.observe(1, Phase::PrePrepared, at(0)), None);
+        assert_eq!(clock.observe(1, Phase::PrePrepared, at(5)), None, "a re-proposal keeps the first time");
+        assert_eq!(clock.observe(1, Phase::Prepared, at(10)), Some(PhaseSpan::PrePrepareToPrepared(at(10) - at(0))));
+        assert_eq!(clock.observe(1, Phase::Prepared, at(11)), None, "prepared once");
+        assert_eq!(clock.observe(1, Phase::Committed, at(30)), Some(PhaseSpan::PreparedToCommitted(at(30) - at(10))));
+        assert!(clock.seqs.is_empty(), "a committed seq is forgotten");
+        // Late votes for a committed seq, and a block fetched by state
+        // transfer (no earlier phase seen), measure nothing.
+        assert_eq!(clock.observe(1, Phase::Prepared, at(31)), None);
+        assert_eq!(clock.observe(2, Phase::Committed, at(32)), None);
+        assert!(clock.seqs.is_empty());
+    }
+
+    #[test]
+    fn phase_clock_stays_bounded_and_forgets_what_a_commit_passed() {
+        let t0 = Instant::now();
+        let mut clock = PhaseClock::new(0);
+        for seq in 1..=(TIMED_SEQS_MAX as u64 + 10) {
+            clock.observe(seq, Phase::PrePrepared, t0);
+        }
+        assert_eq!(clock.seqs.len(), TIMED_SEQS_MAX);
+        assert_eq!(clock.seqs.keys().next(), Some(&11), "the oldest are dropped first");
+        clock.observe(100, Phase::Committed, t0);
+        assert_eq!(clock.seqs.keys().next(), Some(&101), "a commit forgets everything at or below it");
     }
 }

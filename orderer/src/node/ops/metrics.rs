@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus::core::Collector;
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Latency buckets (seconds): fine from 100 µs, up to one minute.
 pub const LATENCY_BUCKETS_SECONDS: &[f64] = &[
@@ -18,6 +18,32 @@ const BLOCK_ENVELOPES_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0
 /// Bytes-per-block buckets (256 B to 64 MiB, ×4).
 const BLOCK_BYTES_BUCKETS: &[f64] =
     &[256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0, 67108864.0];
+
+/// A span between two phases of a sequence number on this node, timed by
+/// the channel task (the consensus core has no clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PhaseSpan {
+    /// From accepting the pre-prepare (or proposing it) to prepared.
+    PrePrepareToPrepared,
+    /// From prepared to the block committed (executed in order).
+    PreparedToCommitted,
+    /// From the block committed to its group commit (write + fsync) done.
+    CommittedToPersisted,
+}
+
+impl PhaseSpan {
+    const ALL: [PhaseSpan; 3] =
+        [PhaseSpan::PrePrepareToPrepared, PhaseSpan::PreparedToCommitted, PhaseSpan::CommittedToPersisted];
+
+    /// The `phase` label.
+    fn as_str(self) -> &'static str {
+        match self {
+            PhaseSpan::PrePrepareToPrepared => "preprepare_to_prepared",
+            PhaseSpan::PreparedToCommitted => "prepared_to_committed",
+            PhaseSpan::CommittedToPersisted => "committed_to_persisted",
+        }
+    }
+}
 
 /// Event-fed figures of one channel on this node. Shared by the channel
 /// task (blocks, fsync, submits), the peer API (broadcast statuses,
@@ -31,6 +57,7 @@ pub struct ChannelMetrics {
     store_commit: Histogram,
     commit_latency: Histogram,
     admission: Histogram,
+    phases: HistogramVec,
     submits: IntCounterVec,
     broadcasts: IntCounterVec,
     deliver_streams: IntGauge,
@@ -63,6 +90,18 @@ impl ChannelMetrics {
             channel,
         ))?;
         epoch_since.set(unix_now());
+        let phases = HistogramVec::new(
+            HistogramOpts::new(
+                "bft_phase_duration_seconds",
+                "Time between two phases of a block on this node: pre-prepare accepted, prepared, committed, persisted",
+            )
+            .const_label("channel", channel)
+            .buckets(LATENCY_BUCKETS_SECONDS.to_vec()),
+            &["phase"],
+        )?;
+        for span in PhaseSpan::ALL {
+            phases.with_label_values(&[span.as_str()]);
+        }
         Ok(ChannelMetrics {
             blocks: IntCounter::with_opts(channel_opts(
                 "bft_blocks_committed_total",
@@ -110,6 +149,7 @@ impl ChannelMetrics {
                 channel,
                 LATENCY_BUCKETS_SECONDS,
             )?,
+            phases,
             submits: IntCounterVec::new(
                 channel_opts("bft_submit_results_total", "Envelopes handed to the channel task, by outcome", channel),
                 &["result"],
@@ -162,6 +202,25 @@ impl ChannelMetrics {
         self.admission.observe(elapsed.as_secs_f64());
     }
 
+    /// A sequence number became prepared `elapsed` after its pre-prepare was accepted here.
+    pub fn preprepare_to_prepared(&self, elapsed: Duration) {
+        self.phase(PhaseSpan::PrePrepareToPrepared, elapsed);
+    }
+
+    /// A block was committed `elapsed` after its sequence number became prepared here.
+    pub fn prepared_to_committed(&self, elapsed: Duration) {
+        self.phase(PhaseSpan::PreparedToCommitted, elapsed);
+    }
+
+    /// A block was durable `elapsed` after it was committed here.
+    pub fn committed_to_persisted(&self, elapsed: Duration) {
+        self.phase(PhaseSpan::CommittedToPersisted, elapsed);
+    }
+
+    fn phase(&self, span: PhaseSpan, elapsed: Duration) {
+        self.phases.with_label_values(&[span.as_str()]).observe(elapsed.as_secs_f64());
+    }
+
     /// The channel task answered a submission with `result` (a short snake_case word).
     pub fn submit_result(&self, result: &str) {
         self.submits.with_label_values(&[result]).inc();
@@ -187,7 +246,7 @@ impl ChannelMetrics {
 
     /// Adds every figure to a scrape's registry.
     pub fn register(&self, reg: &Registry) -> Result<(), prometheus::Error> {
-        let collectors: [Box<dyn Collector>; 13] = [
+        let collectors: [Box<dyn Collector>; 14] = [
             Box::new(self.blocks.clone()),
             Box::new(self.envelopes.clone()),
             Box::new(self.block_envelopes.clone()),
@@ -196,6 +255,7 @@ impl ChannelMetrics {
             Box::new(self.store_commit.clone()),
             Box::new(self.commit_latency.clone()),
             Box::new(self.admission.clone()),
+            Box::new(self.phases.clone()),
             Box::new(self.submits.clone()),
             Box::new(self.broadcasts.clone()),
             Box::new(self.deliver_streams.clone()),
@@ -253,6 +313,21 @@ mod tests {
         m.store_committed(Duration::from_micros(50));
         let text = scrape(&m);
         assert!(text.contains("bft_store_commit_duration_seconds_bucket{channel=\"ch\",le=\"0.0001\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn phase_histograms_are_present_from_the_start_and_count_by_phase() {
+        let m = ChannelMetrics::new("ch", 1).unwrap();
+        let text = scrape(&m);
+        for span in PhaseSpan::ALL {
+            let line = format!("bft_phase_duration_seconds_count{{channel=\"ch\",phase=\"{}\"}} 0\n", span.as_str());
+            assert!(text.contains(&line), "{line} in {text}");
+        }
+        m.prepared_to_committed(Duration::from_micros(50));
+        let text = scrape(&m);
+        let bucket =
+            "bft_phase_duration_seconds_bucket{channel=\"ch\",phase=\"prepared_to_committed\",le=\"0.0001\"} 1\n";
+        assert!(text.contains(bucket), "{text}");
     }
 
     #[test]
