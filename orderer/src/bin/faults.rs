@@ -122,8 +122,8 @@ fn main() -> ExitCode {
     match runtime.block_on(run(opts.clone())) {
         Ok((v, stalled)) => {
             println!(
-                "faults: stalled_rounds={stalled} misplaced={} uncertified={} phantom={}",
-                v.misplaced, v.uncertified, v.phantom
+                "faults: stalled_rounds={stalled} misplaced={} uncertified={} phantom={} double_votes={}",
+                v.misplaced, v.uncertified, v.phantom, v.double_votes
             );
             println!(
                 "faults: nodes={} rounds={rounds} acked={} committed={} lost={} duplicated={} divergent={}",

@@ -5,6 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::consensus::{Digest, Durable, Seq, View, VoteKind};
+
 /// A submission the orderer answered SUCCESS with `wait=commit`: it said the
 /// envelope is in block `block`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,8 +37,8 @@ pub struct Verdict {
     pub lost: usize,
     /// Extra copies of envelopes that appear more than once in it.
     pub duplicated: usize,
-    /// Nodes whose ledger differs from the reference, or that did not reach
-    /// its height.
+    /// Nodes whose ledger differs from the reference (the one most nodes
+    /// hold), or that did not reach its height.
     pub divergent: usize,
     /// Acknowledged envelopes found in another block than the answer said.
     pub misplaced: usize,
@@ -44,6 +46,9 @@ pub struct Verdict {
     pub uncertified: usize,
     /// Envelopes in the ledger that no client submitted.
     pub phantom: usize,
+    /// Votes a node cast for the same (kind, view, seq) with a different
+    /// digest than an earlier vote of its own, across all its restarts.
+    pub double_votes: usize,
 }
 
 impl Verdict {
@@ -56,6 +61,7 @@ impl Verdict {
             && self.misplaced == 0
             && self.uncertified == 0
             && self.phantom == 0
+            && self.double_votes == 0
     }
 }
 
@@ -63,13 +69,18 @@ impl Verdict {
 /// `submitted` every tx id any client sent (acknowledged or not).
 pub fn check(acks: &[Ack], submitted: &HashSet<String>, ledgers: &[Vec<LedgerBlock>]) -> Verdict {
     assert!(!ledgers.is_empty(), "the checker needs at least one ledger");
-    // The reference is the longest ledger; every other must equal it.
-    let reference = ledgers.iter().max_by_key(|l| l.len()).map_or(&[][..], Vec::as_slice);
+    let same = |a: &[LedgerBlock], b: &[LedgerBlock]| {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.number == y.number && x.header_hash == y.header_hash)
+    };
+    // The reference is the ledger most nodes hold (the longest among
+    // equals); every other must equal it.
+    let reference = ledgers
+        .iter()
+        .max_by_key(|l| (ledgers.iter().filter(|o| same(o, l)).count(), l.len()))
+        .map_or(&[][..], Vec::as_slice);
     let mut v = Verdict { acked: acks.len(), ..Verdict::default() };
     for ledger in ledgers {
-        let same = ledger.len() == reference.len()
-            && ledger.iter().zip(reference).all(|(a, b)| a.number == b.number && a.header_hash == b.header_hash);
-        if !same {
+        if !same(ledger, reference) {
             v.divergent += 1;
         }
         v.uncertified += ledger.iter().filter(|b| !b.certified).count();
@@ -94,6 +105,21 @@ pub fn check(acks: &[Ack], submitted: &HashSet<String>, ledgers: &[Vec<LedgerBlo
         }
     }
     v
+}
+
+/// Counts the votes in one node's vote log that contradict an earlier vote
+/// of the same node for the same (kind, view, seq).
+pub fn double_votes(log: &[Durable]) -> usize {
+    let mut cast: HashMap<(VoteKind, View, Seq), Digest> = HashMap::new();
+    let mut doubles = 0;
+    for record in log {
+        if let Durable::Vote { kind, view, seq, digest } = record {
+            if *cast.entry((*kind, *view, *seq)).or_insert(*digest) != *digest {
+                doubles += 1;
+            }
+        }
+    }
+    doubles
 }
 
 #[cfg(test)]
@@ -179,6 +205,30 @@ mod tests {
     fn an_envelope_nobody_submitted_is_a_phantom() {
         let v = check(&[ack("a", 1)], &submitted(&["a", "b"]), &[honest()]);
         assert_eq!(v.phantom, 1);
+    }
+
+    fn vote(kind: VoteKind, view: View, seq: Seq, d: u8) -> Durable {
+        Durable::Vote { kind, view, seq, digest: [d; 32] }
+    }
+
+    #[test]
+    fn the_same_vote_recorded_again_after_a_restart_is_not_a_double_vote() {
+        let log = vec![
+            vote(VoteKind::Prepare, 0, 5, 1),
+            vote(VoteKind::Commit, 0, 5, 1),
+            vote(VoteKind::Prepare, 0, 5, 1),
+            vote(VoteKind::Prepare, 1, 5, 2),
+        ];
+        assert_eq!(double_votes(&log), 0);
+    }
+
+    #[test]
+    fn a_different_digest_for_the_same_kind_view_and_seq_is_a_double_vote() {
+        let log =
+            vec![vote(VoteKind::Prepare, 0, 5, 1), vote(VoteKind::Commit, 0, 5, 1), vote(VoteKind::Prepare, 0, 5, 2)];
+        assert_eq!(double_votes(&log), 1);
+        let v = Verdict { acked: 1, double_votes: double_votes(&log), ..Verdict::default() };
+        assert!(!v.ok());
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! of every node at once, a node partitioned away, a split into halves,
 //! messages dropped one way, a slow and lossy node (the transport's fault
 //! hook) — and heals it; at the end every node's ledger is read back and the
-//! history checked ([`check`]).
+//! history checked ([`check`]), and every node's vote log is searched for a
+//! vote that contradicts an earlier one (a promise broken across a crash).
 //!
 //! Last line: `faults: nodes=<n> rounds=<R> acked=<A> committed=<C> lost=<L> duplicated=<D> divergent=<X>`.
 
@@ -34,6 +35,7 @@ use self::netns::{NetnsError, Topology};
 use crate::node::client::HttpsClient;
 use crate::node::dev::{self, DevError, DevOptions};
 use crate::sim::rng::Rng;
+use crate::storage::Store;
 
 const CHANNEL: &str = "faultchannel";
 /// First port of the nodes (each node has its own address, so all use the
@@ -511,7 +513,17 @@ pub async fn run(opts: Options) -> Result<(Verdict, usize), FaultsError> {
     println!("faults: {} ledgers read back and verified in {:.1} s", ledgers.len(), healed.elapsed().as_secs_f64());
     nodes.kill_all().await;
     drop(topo);
-    Ok((check::check(&history.acks, &history.submitted, &ledgers), stalled))
+    let mut verdict = check::check(&history.acks, &history.submitted, &ledgers);
+    for id in 1..=opts.nodes {
+        let path = opts.dir.join("nodes").join(format!("orderer{id}")).join("data").join("ledger.redb");
+        let votes = Store::open(&path)
+            .and_then(|s| s.votes(CHANNEL))
+            .map_err(|e| FaultsError::Client(format!("reading the vote log of orderer{id}: {e}")))?;
+        let doubles = check::double_votes(&votes);
+        println!("faults: orderer{id} vote log: {} votes, {doubles} contradicting an earlier one", votes.len());
+        verdict.double_votes += doubles;
+    }
+    Ok((verdict, stalled))
 }
 
 /// Waits until every node reports the same height twice in a row (or the
