@@ -76,8 +76,13 @@ impl HttpsClient {
             self.host,
             body.len()
         );
-        self.send(&[head.as_bytes(), body]).await?;
-        let status = self.read_head().await?;
+        let sent = self.send(&[head.as_bytes(), body]).await;
+        // A server may answer before it has read the whole body (413 for an
+        // oversize one) and close: the answer is still there to read.
+        let status = match (sent, self.read_head().await) {
+            (_, Ok(status)) => status,
+            (Err(e), Err(_)) | (Ok(()), Err(e)) => return Err(e),
+        };
         let body = match status.1 {
             Framing::Length(n) => {
                 if n > RESPONSE_BYTES_MAX {
