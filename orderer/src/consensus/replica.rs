@@ -458,8 +458,13 @@ impl Replica {
         if stalled {
             return self.start_view_change(self.view + 1, ViewChangeReason::Stalled, 0, out);
         }
-        // Censorship resistance: forward what the primary may not have, then
-        // complain by changing view.
+        // Censorship resistance: a request not ordered within the forward
+        // timeout is relayed to every replica — the primary may not have it,
+        // and every other backup then holds it and runs its own complain
+        // timer — and when the complain timeout passes, this backup changes
+        // view. Relaying to the primary alone would let a primary that drops
+        // one backup's requests (or is behind) stall them for good: that
+        // backup would complain alone, short of the f+1 needed.
         let mut forward = Vec::new();
         let mut complain = false;
         for p in self.pool.values_mut() {
@@ -476,7 +481,7 @@ impl Replica {
             return self.start_view_change(self.view + 1, ViewChangeReason::RequestTimeout, 0, out);
         }
         if !forward.is_empty() {
-            self.send(primary, Body::Forward { envelopes: forward }, out);
+            self.broadcast(Body::Forward { envelopes: forward }, out);
         }
     }
 

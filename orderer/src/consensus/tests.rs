@@ -385,6 +385,38 @@ fn lying_prepared_claims_in_a_new_view_are_refused() {
 }
 
 #[test]
+fn a_primary_that_never_gets_a_backups_request_is_replaced_once_the_backups_complain() {
+    // n=4, primary 1 hears nobody (its heartbeats still go out, so no one
+    // sees it silent); a client gives the request to backup 2 only.
+    let mut h = Harness::new(4);
+    h.cut = vec![1];
+    h.submit(2, 7);
+    assert_eq!(h.replica(3).pool_len(), 0, "only backup 2 holds the request at first");
+    // The forward timeout relays it to every replica, so every backup runs a
+    // complain timer; their complaints make a quorum of view changes.
+    h.tick_all(2_600);
+    for id in 2..=4 {
+        assert!(h.replica(id).view() >= 1, "backup {id} changed view");
+        assert_eq!(h.commits[(id - 1) as usize].len(), 1, "backup {id} committed the request");
+    }
+}
+
+#[test]
+fn a_request_whose_forward_to_the_primary_was_lost_is_sent_again_and_ordered_in_the_same_view() {
+    let mut h = Harness::new(4);
+    h.cut = vec![1];
+    h.submit(2, 7);
+    h.cut.clear();
+    // The forward to the primary was lost; the relay after the forward
+    // timeout reaches it (and everyone), well before any complaint.
+    h.tick_all(120);
+    for id in 1..=4 {
+        assert_eq!(h.replica(id).view(), 0, "replica {id} stayed in view 0");
+        assert_eq!(h.commits[(id - 1) as usize].len(), 1, "replica {id} committed the request");
+    }
+}
+
+#[test]
 fn a_full_pool_refuses_instead_of_growing() {
     let mut h = Harness::new(4);
     let mut cfg = config(2, 4);
