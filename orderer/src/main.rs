@@ -57,7 +57,9 @@ enum Command {
         /// PEM file(s) of TLS roots to trust (default: the TLS folder's ca.crt).
         #[arg(long)]
         cacert: Vec<PathBuf>,
-        /// The channel's genesis block: received blocks are verified against it.
+        /// The channel's genesis block: received blocks are verified against it
+        /// (without it, block 0 is fetched from the orderer and trusted on
+        /// first use, with a warning).
         #[arg(long)]
         genesis: Option<PathBuf>,
         #[command(subcommand)]
@@ -65,33 +67,58 @@ enum Command {
     },
     /// Measure throughput and latency of a local cluster of real processes
     /// (`orderer bench`), or the cost of each cryptographic operation and the
-    /// CPU bound it implies (`orderer bench crypto`).
+    /// CPU bound it implies (`orderer bench crypto`). See docs/bench.md.
     Bench {
         /// `crypto` for the per-operation costs only.
         #[arg(value_parser = ["crypto"])]
         mode: Option<String>,
         #[arg(long, default_value_t = 4)]
         nodes: usize,
+        /// Seconds of load (after an --overload calibration).
         #[arg(long, default_value_t = 10)]
         duration: u64,
         /// Approximate size of each envelope.
         #[arg(long, default_value_t = 1024)]
         env_bytes: usize,
-        /// Envelopes per second, open loop (default: closed loop at max).
-        #[arg(long, conflicts_with = "max")]
+        /// Open loop: envelope k is due at k/RATE s whether or not earlier ones
+        /// were answered; latency counts from the due time; 503s are counted.
+        #[arg(long, conflicts_with_all = ["max", "overload"])]
         rate: Option<u64>,
-        /// Closed loop, as fast as the cluster answers (the default).
+        /// Closed loop at max, the default: every connection submits its next
+        /// envelope when the previous one is answered (a 503 is retried after 10 ms).
         #[arg(long)]
         max: bool,
+        /// Overload: closed loop for --calibrate seconds to find the sustainable
+        /// rate, then open loop at FACTOR times it (default 2); reports the 503s
+        /// and the peak RSS of each node.
+        #[arg(long, value_name = "FACTOR", num_args = 0..=1, default_missing_value = "2", conflicts_with = "max")]
+        overload: Option<f64>,
+        /// Seconds of the --overload calibration.
+        #[arg(long, default_value_t = 5)]
+        calibrate: u64,
+        /// The channel's batch size (batch.max_message_count; dev default 500).
+        #[arg(long)]
+        batch_size: Option<u32>,
+        /// The channel's pipeline window (bft.pipeline_window; dev default 40).
+        #[arg(long)]
+        window: Option<u64>,
+        /// SIGKILL the primary (bft_leader_id) this many seconds into the load and
+        /// report the time to the next committed block.
+        #[arg(long, value_name = "SECS")]
+        kill_primary_at: Option<f64>,
+        /// The nodes' consensus.pool_max: envelopes waiting before submissions get 503
+        /// (default: the node's default, 200000).
+        #[arg(long)]
+        pool_max: Option<usize>,
         /// `mac` (the fast path) or `signatures` (every message signed).
         #[arg(long, default_value = "mac", value_parser = ["mac", "signatures"])]
         auth: String,
-        /// Client connections per node.
+        /// Client connections per node (open loop raises it to keep 100 ms of the rate in flight).
         #[arg(long, default_value_t = 4)]
         connections: usize,
         #[arg(long, default_value_t = 17050)]
         base_port: u16,
-        /// Write the report as JSON here.
+        /// Write the report as JSON here (default: print it).
         #[arg(long)]
         json: Option<PathBuf>,
         /// Keep the cluster's folder here (default: a temporary folder, removed).
@@ -169,7 +196,7 @@ fn run(cli: Cli) -> Result<(), String> {
             runtime()?.block_on(orderer::node::server::run(cfg)).map_err(|e| e.to_string())
         }
         Command::Dev { nodes, dir, channel, base_port, demo, exit_after_demo } => {
-            let opts = DevOptions { nodes, dir, channel, base_port, demo, exit_after_demo };
+            let opts = DevOptions { nodes, dir, channel, base_port, demo, exit_after_demo, hosts: vec![] };
             runtime()?.block_on(dev::run(opts)).map_err(|e| e.to_string())
         }
         Command::Client { addr, channel, tls_dir, cacert, genesis, action } => {
@@ -182,22 +209,50 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             runtime()?.block_on(run(target, action))
         }
-        Command::Bench { mode, nodes, duration, env_bytes, rate, max, auth, connections, base_port, json, dir } => {
+        Command::Bench {
+            mode,
+            nodes,
+            duration,
+            env_bytes,
+            rate,
+            max,
+            overload,
+            calibrate,
+            batch_size,
+            window,
+            kill_primary_at,
+            pool_max,
+            auth,
+            connections,
+            base_port,
+            json,
+            dir,
+        } => {
+            use orderer::node::bench::{BenchOptions, Load};
             if mode.as_deref() == Some("crypto") {
                 println!("{}", orderer::node::bench_crypto::report(nodes, 2_000));
                 return Ok(());
             }
-            let _ = max;
-            let opts = orderer::node::bench::BenchOptions {
+            // clap refuses --max with --rate or --overload: each names one load.
+            let load = match (max, rate, overload) {
+                (false, Some(r), None) => Load::Rate(r),
+                (false, None, Some(factor)) if factor > 0.0 => Load::Overload { factor, calibrate_secs: calibrate },
+                (false, None, Some(_)) => return Err("--overload FACTOR must be positive".into()),
+                _ => Load::Max,
+            };
+            let opts = BenchOptions {
                 nodes,
                 duration_secs: duration.max(1),
                 env_bytes,
-                rate,
+                load,
                 sign_all_messages: auth == "signatures",
                 connections_per_node: connections.max(1),
                 base_port,
                 json_out: json,
                 keep_dir: dir,
+                tuning: orderer::node::dev::ChannelTuning { max_message_count: batch_size, pipeline_window: window },
+                kill_primary_at,
+                pool_max,
             };
             let line = runtime()?.block_on(orderer::node::bench::run(opts))?;
             println!("{line}");
