@@ -174,7 +174,7 @@ impl Default for OperationsSection {
 
 impl Default for ConsensusSection {
     fn default() -> Self {
-        Self { tick_ms: 10, queue_max: 100_000, pool_max: 200_000, sign_all_messages: false }
+        Self { tick_ms: 10, queue_max: 10_000, pool_max: 20_000, sign_all_messages: false }
     }
 }
 

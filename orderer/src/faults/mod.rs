@@ -17,7 +17,6 @@ pub mod load;
 pub mod netns;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +25,7 @@ use channels::proto::common::Block as PbBlock;
 use channels::ChannelConfig;
 use prost::Message;
 use thiserror::Error;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::watch;
 
 use self::check::{LedgerBlock, Verdict};
@@ -153,24 +152,7 @@ struct Nodes {
 
 impl Nodes {
     fn start(&mut self, id: usize, env: &[(&str, &str)]) -> Result<(), FaultsError> {
-        let config = &self.configs[id - 1];
-        let log_path = config.with_file_name("orderer.log");
-        let open = || std::fs::OpenOptions::new().create(true).append(true).open(&log_path);
-        let start_err = |e: std::io::Error| FaultsError::Start { what: format!("orderer{id}"), detail: e.to_string() };
-        let (out, err) = (open().map_err(start_err)?, open().map_err(start_err)?);
-        let prefix = Topology::exec_prefix(id);
-        let child = Command::new(&prefix[0])
-            .args(&prefix[1..])
-            .arg(&self.orderer)
-            .arg("start")
-            .arg("--config")
-            .arg(config)
-            .envs(env.iter().copied())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(start_err)?;
+        let child = dev::start_node(&Topology::exec_prefix(id), &self.orderer, &self.configs[id - 1], env)?;
         self.children[id - 1] = Some(child);
         Ok(())
     }
@@ -258,7 +240,7 @@ async fn inflict(
 ) -> Result<Broken, FaultsError> {
     let n = topo.nodes();
     let all: Vec<usize> = (1..=n).collect();
-    let random = 1 + rng.range(0, n as u64) as usize;
+    let random = 1 + rng.range(0, n as u64 - 1) as usize;
     let others = |x: usize| all.iter().copied().filter(|&i| i != x).collect::<Vec<_>>();
     let broken = match fault {
         Fault::KillPrimary => {

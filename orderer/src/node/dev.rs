@@ -319,6 +319,35 @@ pub async fn wait_ready(opts: &DevOptions, id: usize, timeout: Duration) -> Resu
     Err(DevError::NotReady { id: id as u32, secs: timeout.as_secs(), log: log.display().to_string() })
 }
 
+/// Starts `exe start --config cfg`, behind `prefix` when one is given (the
+/// fault tests run each node with `ip netns exec NS`), with `env` added to
+/// its environment and its output appended to `orderer.log` beside the
+/// config. The process is killed when the handle is dropped.
+pub fn start_node(prefix: &[String], exe: &Path, cfg: &Path, env: &[(&str, &str)]) -> Result<Child, DevError> {
+    let log_path = cfg.with_file_name("orderer.log");
+    let log =
+        std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(io_err("opening", &log_path))?;
+    let log2 = log.try_clone().map_err(io_err("opening", &log_path))?;
+    let mut command = match prefix.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    command
+        .arg("start")
+        .arg("--config")
+        .arg(cfg)
+        .envs(env.iter().copied())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log2))
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(io_err("starting", cfg))
+}
+
 /// Starts one `orderer start` process per config file (logs beside each
 /// config), with `env` added to their environment, and waits until every
 /// node is ready.
@@ -326,23 +355,7 @@ pub async fn spawn_nodes(opts: &DevOptions, configs: &[PathBuf], env: &[(&str, &
     let exe = std::env::current_exe().map_err(io_err("finding", Path::new("orderer")))?;
     let mut children = Vec::new();
     for (i, cfg) in configs.iter().enumerate() {
-        let log_path = cfg.with_file_name("orderer.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io_err("opening", &log_path))?;
-        let log2 = log.try_clone().map_err(io_err("opening", &log_path))?;
-        let child = Command::new(&exe)
-            .arg("start")
-            .arg("--config")
-            .arg(cfg)
-            .envs(env.iter().copied())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2))
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(io_err("starting", cfg))?;
+        let child = start_node(&[], &exe, cfg, env)?;
         println!("started orderer{} (pid {})", i + 1, child.id().unwrap_or(0));
         children.push(child);
     }
@@ -428,9 +441,7 @@ pub async fn demo(opts: &DevOptions, count: usize) -> Result<String, String> {
         let (_, api, ..) = ports(opts.base_port, i);
         let host = opts.host(i + 1);
         conns.push(
-            HttpsClient::connect(&format!("{host}:{api}"), host, config.clone())
-                .await
-                .map_err(|e| e.to_string())?,
+            HttpsClient::connect(&format!("{host}:{api}"), host, config.clone()).await.map_err(|e| e.to_string())?,
         );
     }
     let started = std::time::Instant::now();
