@@ -1347,6 +1347,23 @@ impl Replica {
             self.accept_proposal(view, seq, batch, out);
         }
         self.next_seq = last + 1;
+        // The oldest requests waiting here go to the new primary at once,
+        // not one forward timeout later: the old primary may never have had
+        // them, and clients wait.
+        let primary = self.primary_of(view);
+        if primary != self.cfg.me {
+            let waiting: Vec<Vec<u8>> = self
+                .pool_order
+                .values()
+                .filter_map(|id| self.pool.get(id))
+                .filter(|p| !p.proposed)
+                .take(self.cfg.batch_count_max)
+                .map(|p| p.envelope.clone())
+                .collect();
+            if !waiting.is_empty() {
+                self.send(primary, Body::Forward { envelopes: waiting }, out);
+            }
+        }
         self.maybe_propose(out);
     }
 }

@@ -417,6 +417,37 @@ fn a_request_whose_forward_to_the_primary_was_lost_is_sent_again_and_ordered_in_
 }
 
 #[test]
+fn requests_waiting_at_backups_reach_the_new_primary_as_soon_as_its_view_is_installed() {
+    // The primary has crashed (hears nothing, sends nothing); a request
+    // reaches backup 3 only, and its forward to the dead primary is lost.
+    let mut h = Harness::with(4, |c| c.forward_timeout_ticks = 1_000);
+    h.cut = vec![1];
+    h.input(3, Input::Request(make_envelope(1, 9, 8)));
+    for _ in 0..600 {
+        for id in 2..=4 {
+            h.input(id, Input::Tick);
+        }
+        h.queue.retain(|(from, _, _)| *from != 1);
+        h.pump();
+        if h.replica(2).view() >= 1 && !h.replica(2).is_changing_view() {
+            break;
+        }
+    }
+    assert_eq!(h.replica(2).view(), 1, "backup 2 became primary");
+    // Far less than the forward timeout later, the request is committed.
+    for _ in 0..20 {
+        for id in 2..=4 {
+            h.input(id, Input::Tick);
+        }
+        h.queue.retain(|(from, _, _)| *from != 1);
+        h.pump();
+    }
+    for id in 2..=4 {
+        assert_eq!(h.commits[(id - 1) as usize].len(), 1, "replica {id} committed the waiting request");
+    }
+}
+
+#[test]
 fn a_full_pool_refuses_instead_of_growing() {
     let mut h = Harness::new(4);
     let mut cfg = config(2, 4);
