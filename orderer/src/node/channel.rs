@@ -23,6 +23,8 @@ use crate::storage::{Store, StoreError, WriteBatch};
 
 /// Inputs drained per group commit, at most.
 const INPUTS_PER_COMMIT_MAX: usize = 512;
+/// Client requests among them, at most (consensus messages go first).
+const REQUESTS_PER_COMMIT_MAX: usize = 256;
 /// Blocks served per state-transfer request, at most.
 const SERVE_BLOCKS_MAX: u64 = 64;
 /// Bytes of blocks served per state-transfer response, at most.
@@ -403,7 +405,16 @@ impl Task {
         let mut stopped = None;
         loop {
             let mut pending = Pending::default();
+            // Time first, then the cluster, then clients: under client
+            // overload the consensus traffic must not wait behind requests
+            // (the pool bounds the requests; a full one answers 503).
             tokio::select! {
+                biased;
+                _ = ticker.tick() => self.step(Input::Tick, &mut pending, None),
+                m = inbound.recv() => match m {
+                    Some((from, frame)) => self.receive(from, frame, &mut pending),
+                    None => break,
+                },
                 r = requests.recv() => match r {
                     Some(Request::Submit(env, reply)) => self.submit(env, reply, &mut pending),
                     Some(Request::Stop(done)) => {
@@ -412,25 +423,28 @@ impl Task {
                     }
                     None => break,
                 },
-                m = inbound.recv() => match m {
-                    Some((from, frame)) => self.receive(from, frame, &mut pending),
-                    None => break,
-                },
-                _ = ticker.tick() => self.step(Input::Tick, &mut pending, None),
             }
-            // Drain what else is waiting, up to a bound, into the same commit.
-            for _ in 0..INPUTS_PER_COMMIT_MAX {
+            // Drain what else is waiting, up to a bound, into the same
+            // commit: consensus messages first, then at most
+            // REQUESTS_PER_COMMIT_MAX client requests.
+            let mut drained = 0;
+            while drained < INPUTS_PER_COMMIT_MAX {
+                let Ok((from, frame)) = inbound.try_recv() else { break };
+                self.receive(from, frame, &mut pending);
+                drained += 1;
+            }
+            let mut admitted = 0;
+            while drained < INPUTS_PER_COMMIT_MAX && admitted < REQUESTS_PER_COMMIT_MAX {
                 match requests.try_recv() {
                     Ok(Request::Submit(env, reply)) => self.submit(env, reply, &mut pending),
                     Ok(Request::Stop(done)) => {
                         stopped = Some(done);
                         break;
                     }
-                    Err(_) => match inbound.try_recv() {
-                        Ok((from, frame)) => self.receive(from, frame, &mut pending),
-                        Err(_) => break,
-                    },
+                    Err(_) => break,
                 }
+                drained += 1;
+                admitted += 1;
             }
             if let Err(e) = self.flush(pending).await {
                 tracing::error!(channel = %self.channel, error = %e, "storage failed; stopping the channel rather than vote without durability");
