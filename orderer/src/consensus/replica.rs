@@ -24,6 +24,9 @@ use super::view_change::{self, Selection};
 
 /// How far ahead of the current view a view change is remembered.
 const VIEW_AHEAD_MAX: u64 = 64;
+/// No view above this is ever entered (a new view beyond it is dropped), so
+/// no arithmetic on views can overflow.
+const VIEW_MAX: View = u64::MAX / 2;
 /// Pre-prepared claims kept per sequence number (the latest views).
 const PREPREPARED_PER_SEQ_MAX: usize = 4;
 /// The view-change timeout doubles at most this many times.
@@ -189,7 +192,10 @@ impl Replica {
             new_view_sent_to: BTreeMap::new(),
             my_view_change: None,
             my_new_view: None,
-            last_from_primary: 0,
+            // A replica that just started gives its links one view-change
+            // timeout to come up (peers redial with backoff) before it
+            // suspects the primary: heard "in the future" until then.
+            last_from_primary: cfg.view_change_timeout_ticks,
             last_heartbeat: 0,
             last_resend: 0,
             last_progress: 0,
@@ -257,7 +263,7 @@ impl Replica {
                         slot.proposal = Some((view, digest));
                     }
                     if kind == VoteKind::PrePrepare && current {
-                        self.next_seq = self.next_seq.max(seq + 1);
+                        self.next_seq = self.next_seq.max(seq.saturating_add(1));
                     }
                 }
                 VoteKind::Commit => {
@@ -1181,7 +1187,7 @@ impl Replica {
             self.send_new_view_to(svc.sender, out);
             return;
         }
-        if target > self.view + VIEW_AHEAD_MAX {
+        if target > self.view.saturating_add(VIEW_AHEAD_MAX) || target > VIEW_MAX {
             return self.drop_msg(DropReason::WrongView, out);
         }
         // The signature was checked on the frame; the checkpoint and claims
@@ -1269,6 +1275,9 @@ impl Replica {
         };
         if !acceptable {
             return;
+        }
+        if nv.view > VIEW_MAX {
+            return self.drop_msg(DropReason::WrongView, out);
         }
         if from != self.primary_of(nv.view) {
             return self.drop_msg(DropReason::NotFromPrimary, out);

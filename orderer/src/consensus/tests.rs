@@ -423,7 +423,8 @@ fn requests_waiting_at_backups_reach_the_new_primary_as_soon_as_its_view_is_inst
     let mut h = Harness::with(4, |c| c.forward_timeout_ticks = 1_000);
     h.cut = vec![1];
     h.input(3, Input::Request(make_envelope(1, 9, 8)));
-    for _ in 0..600 {
+    // Heartbeat timeout plus the start-up grace, and the view change.
+    for _ in 0..1_200 {
         for id in 2..=4 {
             h.input(id, Input::Tick);
         }
