@@ -79,6 +79,34 @@ mod tests {
     }
 
     #[test]
+    fn votes_are_counted_once_per_signer_over_the_exact_digest_they_signed() {
+        // Each row: votes as (signer, digest tag) in arrival order, then the
+        // count for digest A, the count for digest B, and the conflicts seen.
+        // A digest is the hash of the exact signed bytes: a vote over other
+        // bytes is a vote for another digest.
+        const A: u8 = 1;
+        const B: u8 = 2;
+        type Row = (&'static str, &'static [(ReplicaId, u8)], usize, usize, usize);
+        let table: [Row; 7] = [
+            ("three distinct signers for A make a quorum of 4", &[(1, A), (2, A), (3, A)], 3, 0, 0),
+            ("one signer repeating itself counts once", &[(1, A), (1, A), (1, A), (2, A)], 2, 0, 0),
+            ("a signer switching to B counts for neither the second time", &[(1, A), (1, B), (2, B)], 1, 1, 1),
+            ("an equivocator cannot reach a quorum with its two votes", &[(1, A), (2, A), (2, B), (3, B)], 2, 1, 1),
+            ("split votes count per digest", &[(1, A), (2, B), (3, A), (4, B)], 2, 2, 0),
+            ("duplicates after a conflict stay uncounted", &[(1, A), (1, B), (1, B), (1, A)], 1, 0, 2),
+            ("no votes, no count", &[], 0, 0, 0),
+        ];
+        for (scenario, votes, count_a, count_b, conflicts) in table {
+            let mut v = Votes::default();
+            let seen = votes.iter().filter(|(s, t)| v.record(*s, [*t; 32]) == Recorded::Conflict).count();
+            assert_eq!(v.count(&[A; 32]), count_a, "{scenario}: votes for A");
+            assert_eq!(v.count(&[B; 32]), count_b, "{scenario}: votes for B");
+            assert_eq!(seen, conflicts, "{scenario}: conflicts");
+            assert!(count_a + count_b <= votes.len(), "{scenario}: never more votes than signers");
+        }
+    }
+
+    #[test]
     fn a_signer_is_counted_once_however_often_it_votes() {
         let mut v = Votes::default();
         assert_eq!(v.record(1, [1; 32]), Recorded::New);

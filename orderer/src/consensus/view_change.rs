@@ -191,6 +191,64 @@ mod tests {
     }
 
     #[test]
+    fn selection_rules_table_for_n4() {
+        // n = 4, f = 1, quorum = 3. Each row: the view changes (sender,
+        // prepared claims, pre-prepared claims) for seq 1, and the expected
+        // choice: Some(Some(tag)) keep that batch, Some(None) null, None
+        // wait for more view changes. Tag 0 stands for the null batch.
+        type Claims = &'static [(View, u8)];
+        type Row = (&'static str, &'static [(ReplicaId, Claims, Claims)], Option<u8>, bool);
+        let table: [Row; 7] = [
+            (
+                "prepared at one, pre-prepared at two: kept",
+                &[(0, &[(1, 7)], &[(1, 7)]), (1, &[], &[(1, 7)]), (2, &[], &[])],
+                Some(7),
+                true,
+            ),
+            ("nothing prepared by a quorum: null", &[(0, &[], &[]), (1, &[], &[]), (2, &[], &[(1, 7)])], Some(0), true),
+            (
+                "a lone prepared claim without support: wait",
+                &[(0, &[(1, 7)], &[(1, 7)]), (1, &[], &[]), (2, &[], &[])],
+                None,
+                false,
+            ),
+            (
+                "the higher supported view wins",
+                &[(0, &[(1, 7)], &[(1, 7), (2, 8)]), (1, &[(2, 8)], &[(2, 8)]), (2, &[], &[])],
+                Some(8),
+                true,
+            ),
+            (
+                "a fake higher view cannot displace a possibly committed value",
+                &[(0, &[(1, 7)], &[(1, 7)]), (1, &[(1, 7)], &[(1, 7)]), (2, &[], &[]), (3, &[(2, 9)], &[(2, 9)])],
+                Some(7),
+                true,
+            ),
+            (
+                "two conflicting prepared values in one view without support: wait",
+                &[(0, &[(1, 7)], &[(1, 7)]), (1, &[(1, 8)], &[(1, 8)]), (2, &[], &[])],
+                None,
+                false,
+            ),
+            (
+                "the same prepared value at a quorum: kept",
+                &[(0, &[(3, 5)], &[(3, 5)]), (1, &[(3, 5)], &[(3, 5)]), (2, &[(3, 5)], &[(3, 5)])],
+                Some(5),
+                true,
+            ),
+        ];
+        for (scenario, messages, expected, decided) in table {
+            let set: Vec<SignedViewChange> = messages.iter().map(|(s, p, q)| vc(*s, p, q)).collect();
+            let got = choice(&set);
+            assert_eq!(got.is_some(), decided, "{scenario}: decided");
+            if let Some(tag) = expected {
+                let want = if tag == 0 { Batch::empty() } else { batch(tag) };
+                assert_eq!(got, Some(Some(want)), "{scenario}");
+            }
+        }
+    }
+
+    #[test]
     fn value_prepared_by_a_quorum_member_and_preprepared_by_f_plus_1_is_kept() {
         let set = [vc(0, &[(1, 7)], &[(1, 7)]), vc(1, &[], &[(1, 7)]), vc(2, &[], &[])];
         assert_eq!(choice(&set), Some(Some(batch(7))));
