@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Simulator budget.
-#   CI:      2,000 seeds over n in {4,7} + 200 seeds at n=10, every Byzantine
-#            strategy mixed in (f Byzantine replicas per cluster), then the
-#            negative controls.
-#            Twins (500 seeds), and negative controls (f+1 colluders, f+1
-#            twins, deliberate faults in the core).
-#   LONG=1:  100,000 seeds over n in {4,7,10} and 100,000 Twins scenarios.
+#   CI:      2,000 seeds over n in {4,7} + 200 seeds at n=10, f Byzantine
+#            replicas per cluster, each combining a random mix of 1-3 of
+#            every strategy (`sim` prints the seeds run per strategy);
+#            Twins (500 seeds); crash-restart at every persistence point
+#            (60 seeds, 2 steps each, every output index of each); the
+#            slow-primary throughput figure (20 seeds); then the negative
+#            controls (f+1 colluders, f+1 twins, deliberate faults in the
+#            core).
+#   LONG=1:  100,000 seeds over n in {4,7,10}, 100,000 Twins scenarios and a
+#            crash sweep over 2,000 seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p orderer --bin sim
@@ -13,12 +17,40 @@ sim=target/release/sim
 if [ "${LONG:-0}" = 1 ]; then
   "$sim" --seeds 100000 --nodes 4,7,10
   "$sim" --seeds 100000 --nodes 4,7 --twins 1
+  crash_seeds=2000
+  crash_steps=3
 else
   "$sim" --seeds 2000 --nodes 4,7
   "$sim" --seeds 200 --start 2000 --nodes 10
   echo "-- Twins: one replica runs twice (same keys, different partitions)"
   "$sim" --seeds 500 --nodes 4,7 --twins 1
+  crash_seeds=60
+  crash_steps=2
 fi
+
+echo "-- crash-restart at every persistence point (double votes checked across restarts)"
+# Gated on safety only until two known liveness bugs of the core are fixed
+# (crash points found with this sweep, core at commit acfe7e3; the step
+# numbers move when the core changes, rerun the sweep to find them again):
+# 1. Replica::restore does not count the replica's own persisted prepare and
+#    commit votes of the current view in its tallies: a replica that crashes
+#    after persisting its commit vote and before executing cannot commit that
+#    slot in that view, and the others wait for its certificate share with no
+#    timer running.
+#      sim --seed 6 --nodes 4,7 --crash-at 4:2116:0   (seed 6 is in the CI range)
+#      sim --seed 72 --nodes 4,7 --crash-at 2:1982:0
+#      sim --seed 122 --nodes 4,7 --crash-at 3:1865:1
+# 2. A primary that restarts behind its backups on an idle channel never
+#    learns the blocks it missed: the backups garbage-collected the slot
+#    (stable checkpoint), re-send no shares of certified blocks, and nobody
+#    sends the primary a heartbeat.
+#      sim --seed 216 --nodes 4,7 --crash-at 1:2351:2
+# The liveness failures still show in the figures, with replay commands.
+# Drop --safety-only once both are fixed.
+"$sim" --seeds "$crash_seeds" --nodes 4,7 --crash-every-point "$crash_steps" --safety-only | grep -v '^strategy '
+
+echo "-- throughput under a slow primary (blocks per 1000 ticks, against an honest run)"
+"$sim" --seeds 20 --nodes 4,7 --throughput | tail -n 3
 
 echo "-- negative control: f+1 colluding split-brain replicas must break agreement"
 "$sim" --seeds 100 --nodes 4 --byzantine 2 --strategy split --expect-violation | tail -n 1
@@ -37,5 +69,18 @@ for m in weak-quorum skip-persist null-on-view-change; do
   echo "mutant $m:"
   target/release/sim-mutants --seeds 1000 --nodes 4,7 --mutant "$m" --expect-violation | tail -n 1
 done
-echo "mutant commit-on-weak-quorum (against amnesiac Byzantine replicas, which hide their votes in view changes):"
-target/release/sim-mutants --seeds 2000 --nodes 4,7 --strategy amnesia --mutant commit-on-weak-quorum --expect-violation | tail -n 1
+# Amnesia alone (view changes hide the votes) caught it in 2 of 2,000 seeds;
+# with selective delivery the f+1 commits form at a minority: ~7% of seeds.
+echo "mutant commit-on-weak-quorum (against amnesiac replicas that deliver selectively):"
+target/release/sim-mutants --seeds 1000 --nodes 4,7 --strategy amnesia+selective --mutant commit-on-weak-quorum --expect-violation | tail -n 1
+echo "mutant skip-persist under the crash sweep (a restart after every output must expose the double vote):"
+target/release/sim-mutants --seeds 30 --nodes 4,7 --mutant skip-persist --crash-every-point 2 --expect-violation | tail -n 1
+# Preparing on f+1 votes never breaks agreement here: a commit still needs a
+# quorum of commits, and a new view picks a value only if a quorum of view
+# changes does not contradict it (A1), so conflicting "prepared" values in
+# one view block the view change instead of forking. What it breaks is
+# liveness: against a primary that proposes a different batch to each
+# backup, every backup "prepares" its own batch and no new view can ever be
+# decided (the honest core is live against the same strategy).
+echo "mutant prepare-on-weak-quorum (caught as lost liveness, against equivocate-each):"
+target/release/sim-mutants --seeds 300 --nodes 4,7 --strategy equivocate-each --mutant prepare-on-weak-quorum --expect-liveness-failure | tail -n 1

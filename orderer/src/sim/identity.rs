@@ -83,6 +83,12 @@ pub fn make_envelope(client: u32, counter: u64, padding: usize) -> Vec<u8> {
     body
 }
 
+/// The client that made an envelope (no validation).
+pub fn envelope_client(envelope: &[u8]) -> Option<u32> {
+    let id = envelope.strip_prefix(ENVELOPE_PREFIX)?.get(..4)?;
+    Some(u32::from_be_bytes(id.try_into().ok()?))
+}
+
 /// Validates simulated client envelopes.
 pub struct SimValidator;
 
@@ -117,6 +123,7 @@ mod tests {
     fn forged_envelope_is_invalid() {
         let mut e = make_envelope(1, 2, 10);
         assert!(SimValidator.validate(&e).is_ok());
+        assert_eq!(envelope_client(&e), Some(1));
         e[10] ^= 1;
         assert!(SimValidator.validate(&e).is_err());
     }
