@@ -15,6 +15,15 @@ cd "$(dirname "$0")/.."
 cargo build --release -q -p orderer --bin sim
 sim=target/release/sim
 if [ "${LONG:-0}" = 1 ]; then
+  # Known liveness bug of the core, about 1 seed in 10,000 (none in the CI
+  # range): the primary is exempt from the "proposal stalled" timer, so when
+  # Byzantine replicas show their commits to some honest replicas only
+  # (split, partial-mac, selective), those execute the block, the primary
+  # never does, never gives up its view, and at most f honest replicas ask
+  # for a view change; the block is never certified. With the primary
+  # running the same stalled check the 20,000 seeds 100000.. have 0 failures.
+  #   sim --seed 100561 --nodes 4,7
+  #   sim --seed 101871 --nodes 4,7
   "$sim" --seeds 100000 --nodes 4,7,10
   "$sim" --seeds 100000 --nodes 4,7 --twins 1
   crash_seeds=2000
