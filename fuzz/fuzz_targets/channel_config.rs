@@ -1,0 +1,7 @@
+#![no_main]
+//! See docs/fuzzing.md; the body is `bftorderer_fuzz::channel_config`, replayed over
+//! fuzz/corpus/channel_config/ by `cargo test -p orderer --test fuzz_corpus`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = bftorderer_fuzz::channel_config(data);
+});
