@@ -254,6 +254,7 @@ pub fn consensus_config(
         epoch,
         me,
         members,
+        epoch_base: 0,
         genesis_hash,
         window: bft.pipeline_window.max(1),
         checkpoint_interval: bft.checkpoint_interval.max(1),
