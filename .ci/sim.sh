@@ -61,6 +61,11 @@ for m in weak-quorum skip-persist null-on-view-change; do
   echo "mutant $m:"
   target/release/sim-mutants --seeds 1000 --nodes 4,7 --mutant "$m" --expect-violation | tail -n 1
 done
+# Replicas that disagree on where an epoch ends split the quorum: the ones
+# ending early switch, the others can never reach their end (no quorum of
+# the early ones votes there), so neither epoch orders anything more.
+echo "mutant epoch-end-skew (odd replicas end each epoch a checkpoint late; caught as lost liveness):"
+target/release/sim-mutants --seeds 100 --nodes 4,7 --rotate-every 6 --mutant epoch-end-skew --expect-liveness-failure | tail -n 1
 # Amnesia alone (view changes hide the votes) caught it in 2 of 2,000 seeds;
 # with selective delivery the f+1 commits form at a minority: ~7% of seeds.
 echo "mutant commit-on-weak-quorum (against amnesiac replicas that deliver selectively):"

@@ -424,7 +424,13 @@ impl Replica {
         }
         self.announced.insert(consenter);
         if self.announced.len() >= self.quorum {
-            self.epoch_end = Some(epoch_end_after(seq, self.cfg.checkpoint_interval));
+            let end = epoch_end_after(seq, self.cfg.checkpoint_interval);
+            #[cfg(feature = "mutants")]
+            let end = match self.cfg.mutant {
+                Some(super::types::Mutant::EpochEndSkew) if self.cfg.me % 2 == 1 => end + self.cfg.checkpoint_interval,
+                _ => end,
+            };
+            self.epoch_end = Some(end);
         }
     }
 
