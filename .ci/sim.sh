@@ -7,7 +7,11 @@
 #            (60 seeds, 2 steps each, every output index of each); the
 #            slow-primary throughput figure (20 seeds); then the negative
 #            controls (f+1 colluders, f+1 twins, deliberate faults in the
-#            core).
+#            core). Three seeds in four rotate keys (a new epoch every 6, 10
+#            or 16 blocks, decided by consensus; `sim` prints the switches
+#            and checks every honest replica ends each epoch at the same
+#            block and drops every frame of another epoch); plus 300 seeds
+#            rotating every 6 blocks.
 #   LONG=1:  100,000 seeds over n in {4,7,10}, 100,000 Twins scenarios and a
 #            crash sweep over 2,000 seeds.
 set -euo pipefail
@@ -15,15 +19,6 @@ cd "$(dirname "$0")/.."
 cargo build --release -q -p orderer --bin sim
 sim=target/release/sim
 if [ "${LONG:-0}" = 1 ]; then
-  # Known liveness bug of the core, about 1 seed in 10,000 (none in the CI
-  # range): the primary is exempt from the "proposal stalled" timer, so when
-  # Byzantine replicas show their commits to some honest replicas only
-  # (split, partial-mac, selective), those execute the block, the primary
-  # never does, never gives up its view, and at most f honest replicas ask
-  # for a view change; the block is never certified. With the primary
-  # running the same stalled check the 20,000 seeds 100000.. have 0 failures.
-  #   sim --seed 100561 --nodes 4,7
-  #   sim --seed 101871 --nodes 4,7
   "$sim" --seeds 100000 --nodes 4,7,10
   "$sim" --seeds 100000 --nodes 4,7 --twins 1
   crash_seeds=2000
@@ -31,6 +26,8 @@ if [ "${LONG:-0}" = 1 ]; then
 else
   "$sim" --seeds 2000 --nodes 4,7
   "$sim" --seeds 200 --start 2000 --nodes 10
+  echo "-- key rotation every 6 blocks (epochs decided by consensus, during faults and Byzantine behaviour)"
+  "$sim" --seeds 300 --start 10000 --nodes 4,7 --rotate-every 6 | grep -E '^(epochs|sim):'
   echo "-- Twins: one replica runs twice (same keys, different partitions)"
   "$sim" --seeds 500 --nodes 4,7 --twins 1
   crash_seeds=60
@@ -38,25 +35,11 @@ else
 fi
 
 echo "-- crash-restart at every persistence point (double votes checked across restarts)"
-# Gated on safety only until two known liveness bugs of the core are fixed
-# (crash points found with this sweep, core at commit acfe7e3; the step
-# numbers move when the core changes, rerun the sweep to find them again):
-# 1. Replica::restore does not count the replica's own persisted prepare and
-#    commit votes of the current view in its tallies: a replica that crashes
-#    after persisting its commit vote and before executing cannot commit that
-#    slot in that view, and the others wait for its certificate share with no
-#    timer running.
-#      sim --seed 6 --nodes 4,7 --crash-at 4:2116:0   (seed 6 is in the CI range)
-#      sim --seed 72 --nodes 4,7 --crash-at 2:1982:0
-#      sim --seed 122 --nodes 4,7 --crash-at 3:1865:1
-# 2. A primary that restarts behind its backups on an idle channel never
-#    learns the blocks it missed: the backups garbage-collected the slot
-#    (stable checkpoint), re-send no shares of certified blocks, and nobody
-#    sends the primary a heartbeat.
-#      sim --seed 216 --nodes 4,7 --crash-at 1:2351:2
-# The liveness failures still show in the figures, with replay commands.
-# Drop --safety-only once both are fixed.
-"$sim" --seeds "$crash_seeds" --nodes 4,7 --crash-every-point "$crash_steps" --safety-only | grep -v '^strategy '
+# Liveness is checked too: the sweep found two core bugs (a restarted
+# replica not counting its own persisted votes; a primary exempt from the
+# stalled-proposal timer), both fixed with scenario tests in
+# consensus/tests.rs.
+"$sim" --seeds "$crash_seeds" --nodes 4,7 --crash-every-point "$crash_steps" | grep -v '^strategy '
 
 echo "-- throughput under a slow primary (blocks per 1000 ticks, against an honest run)"
 "$sim" --seeds 20 --nodes 4,7 --throughput | tail -n 3

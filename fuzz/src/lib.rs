@@ -528,6 +528,7 @@ pub fn replica_config(me: ReplicaId) -> Config {
         epoch: EPOCH,
         me,
         members: MEMBERS.to_vec(),
+        epoch_base: 0,
         genesis_hash: GENESIS_HASH,
         window: WINDOW,
         checkpoint_interval: INTERVAL,
@@ -640,7 +641,7 @@ impl Program {
             .unwrap_or(Certificate { seq: 0, header_hash: GENESIS_HASH, signatures: vec![] });
         let uncertified =
             ledger.iter().filter(|b| !certs.contains_key(&b.number)).map(|b| (b.number, b.header_hash)).collect();
-        let tip = Tip { executed, header_hash, recent, stable, uncertified };
+        let tip = Tip { executed, header_hash, recent, stable, uncertified, announced: vec![] };
         let ring = ring();
         Replica::new(cfg, Box::new(ring.signer(me)), ring.mac_keys(me), Box::new(SimValidator), tip, store)
             .expect("the replica restarts from what it persisted")
@@ -710,7 +711,8 @@ impl Program {
                 | Output::ViewChangeStarted { .. }
                 | Output::NewViewInstalled { .. }
                 | Output::Dropped { .. }
-                | Output::ForkDetected { .. } => {}
+                | Output::ForkDetected { .. }
+                | Output::EpochEnded { .. } => {}
             }
         }
     }

@@ -43,6 +43,7 @@ fn config(me: ReplicaId) -> Config {
         epoch: 1,
         me,
         members: vec![1, 2, 3, 4],
+        epoch_base: 0,
         genesis_hash: [5; 32],
         window: 16,
         checkpoint_interval: 4,

@@ -66,6 +66,11 @@ struct Args {
     /// only if a liveness failure was found.
     #[arg(long)]
     expect_liveness_failure: bool,
+    /// Key rotation every this many blocks of an epoch (0: off). Default:
+    /// drawn per seed (a quarter of the seeds without rotation, the others
+    /// every 6, 10 or 16 blocks).
+    #[arg(long)]
+    rotate_every: Option<u64>,
     /// Exit 0 when there is no safety violation, whatever the liveness
     /// failures (still counted and printed with their replay commands): for
     /// a sweep held back by a known liveness bug of the core.
@@ -184,6 +189,7 @@ fn main() -> ExitCode {
             crash_at,
             record_points: false,
             trace: args.seed.is_some(),
+            rotate_every: args.rotate_every,
             #[cfg(feature = "mutants")]
             mutant,
         };
@@ -260,6 +266,10 @@ fn main() -> ExitCode {
             summary.seeds, summary.crash_steps, summary.crash_runs
         );
     }
+    println!(
+        "epochs: seeds_rotating={} epoch_switches={} (every honest replica at the same block) other-epoch frames dropped by honest replicas={}",
+        summary.rotating, summary.epoch_switches, summary.wrong_epoch_delivered
+    );
     if summary.must_drop_delivered + summary.must_drop_accepted > 0 {
         println!(
             "must-drop frames (old epochs, corrupt MACs, garbage) delivered to honest replicas: dropped={} accepted={}",

@@ -25,8 +25,8 @@ pub use replica::{Replica, Stats, Tip};
 #[cfg(feature = "mutants")]
 pub use types::Mutant;
 pub use types::{
-    compact, Block, CertifiedBlock, Config, DropReason, Durable, Input, Output, Phase, Refusal, TxId, Validator,
-    ViewChangeReason, VoteKind,
+    compact, epoch_end_after, Announcement, Block, CertifiedBlock, Config, DropReason, Durable, Input, Output, Phase,
+    Refusal, TxId, Validator, ViewChangeReason, VoteKind,
 };
 
 #[cfg(test)]

@@ -17,8 +17,8 @@ use super::message::{
 };
 use super::quorum::{self, Recorded, Votes};
 use super::types::{
-    Block, CertifiedBlock, Config, DropReason, Durable, Input, Output, Refusal, TxId, Validator, ViewChangeReason,
-    VoteKind,
+    epoch_end_after, Block, CertifiedBlock, Config, DropReason, Durable, Input, Output, Refusal, TxId, Validator,
+    ViewChangeReason, VoteKind,
 };
 use super::view_change::{self, Selection};
 
@@ -50,6 +50,10 @@ pub struct Tip {
     /// Stored blocks still waiting for their certificate: (seq, header hash).
     /// This replica signs its share again after a restart.
     pub uncertified: Vec<(Seq, Digest)>,
+    /// Announcements for the next epoch in this epoch's stored blocks, in
+    /// ledger order: (block, consenter). The shell finds them again after a
+    /// restart with [`Validator::announcement`].
+    pub announced: Vec<(Seq, ReplicaId)>,
 }
 
 impl Tip {
@@ -61,6 +65,7 @@ impl Tip {
             recent: vec![],
             stable: Certificate { seq: 0, header_hash: genesis_hash, signatures: vec![] },
             uncertified: vec![],
+            announced: vec![],
         }
     }
 }
@@ -93,6 +98,9 @@ struct Pending {
     arrived: u64,
     forwarded: u64,
     proposed: bool,
+    /// A key announcement: batched only with other announcements, so that
+    /// each rotation shows in the ledger as a block of its own.
+    announcement: bool,
 }
 
 /// Counters the shell exports as metrics.
@@ -148,6 +156,12 @@ pub struct Replica {
     last_certified: u64,
     /// The highest block known to exist (from certificates, or the primary).
     height_hint: Seq,
+    /// Consenters whose announcement for the next epoch was executed.
+    announced: BTreeSet<ReplicaId>,
+    /// The last block of this epoch, once a quorum announced.
+    epoch_end: Option<Seq>,
+    /// The epoch ended (its last block is certified): no more input.
+    finished: bool,
     stats: Stats,
 }
 
@@ -202,11 +216,18 @@ impl Replica {
             last_fetch: None,
             last_certified: 0,
             height_hint: 0,
+            announced: BTreeSet::new(),
+            epoch_end: None,
+            finished: false,
             stats: Stats::default(),
             cfg,
         };
         for (seq, ids) in tip.recent {
             r.remember(seq, ids);
+        }
+        let executed = r.executed;
+        for (seq, consenter) in tip.announced.into_iter().filter(|(s, _)| *s <= executed) {
+            r.count_announcement(seq, consenter);
         }
         let oldest = r.executed.saturating_sub(UNCERTIFIED_MAX as u64);
         r.uncertified = tip.uncertified.into_iter().filter(|(s, _)| *s > oldest && *s <= r.executed).collect();
@@ -243,8 +264,11 @@ impl Replica {
             }
         }
         if let Mode::Changing { target, .. } = self.mode {
-            // A view change in progress: its target is not installed yet.
-            self.view = target.saturating_sub(1).max(self.installed_view_from(records));
+            // A view change in progress: its target is not installed yet;
+            // the view is the last one installed (compaction keeps its
+            // record), so that its primary's heartbeats still tell this
+            // replica how far the others are.
+            self.view = self.installed_view_from(records);
             self.mode = Mode::Changing { target, since: 0, doublings: 0 };
         }
         // Rebuild P and Q (and the proposals of the current view) from votes.
@@ -257,19 +281,30 @@ impl Replica {
             match kind {
                 VoteKind::PrePrepare | VoteKind::Prepare => {
                     let current = view == self.view && self.mode == Mode::Normal;
+                    let me = self.cfg.me;
                     let slot = self.log.entry(seq).or_default();
                     push_preprepared(slot, view, digest);
                     if current {
                         slot.proposal = Some((view, digest));
+                        // Its own prepare counts towards the quorum again:
+                        // peers will not re-send theirs to make up for it.
+                        if kind == VoteKind::Prepare {
+                            slot.prepares.record(me, digest);
+                        }
                     }
                     if kind == VoteKind::PrePrepare && current {
                         self.next_seq = self.next_seq.max(seq.saturating_add(1));
                     }
                 }
                 VoteKind::Commit => {
+                    let current = view == self.view && self.mode == Mode::Normal;
+                    let me = self.cfg.me;
                     let slot = self.log.entry(seq).or_default();
                     if slot.prepared.is_none_or(|(v, _)| v < view) {
                         slot.prepared = Some((view, digest));
+                    }
+                    if current {
+                        slot.commits.record(me, digest);
                     }
                 }
                 VoteKind::BlockSig | VoteKind::ViewChange | VoteKind::NewView => {}
@@ -318,6 +353,19 @@ impl Replica {
     pub fn in_flight(&self) -> usize {
         self.log.range(self.executed + 1..).filter(|(_, s)| s.proposal.is_some()).count()
     }
+    /// The last block of this epoch, once a quorum announced the next one.
+    pub fn epoch_end(&self) -> Option<Seq> {
+        self.epoch_end
+    }
+    /// Whether the epoch ended (see [`Output::EpochEnded`]).
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+    /// The requests waiting in the pool, oldest first: the shell resubmits
+    /// them to the next epoch's replica.
+    pub fn pending_envelopes(&self) -> Vec<Vec<u8>> {
+        self.pool_order.values().filter_map(|id| self.pool.get(id)).map(|p| p.envelope.clone()).collect()
+    }
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
@@ -334,6 +382,12 @@ impl Replica {
     /// Feeds one input; returns what to do, in order.
     pub fn step(&mut self, input: Input) -> Vec<Output> {
         let mut out = Vec::new();
+        if self.finished {
+            if let Input::Request(_) = input {
+                out.push(Output::Refused { reason: Refusal::EpochEnded });
+            }
+            return out;
+        }
         match input {
             Input::Tick => self.on_tick(&mut out),
             Input::Message(bytes) => self.on_message(&bytes, &mut out),
@@ -346,12 +400,42 @@ impl Replica {
             }
             Input::Blocks(blocks) => self.on_blocks(blocks, &mut out),
         }
+        self.maybe_end_epoch(&mut out);
         self.check_invariants();
         out
     }
 
+    /// The epoch ends once its last block is executed and every block of it
+    /// is certified here (the next epoch's replica cannot collect this
+    /// epoch's signature shares; missing certificates are fetched).
+    fn maybe_end_epoch(&mut self, out: &mut Vec<Output>) {
+        let Some(end) = self.epoch_end else { return };
+        if self.executed == end && self.uncertified.is_empty() {
+            self.finished = true;
+            out.push(Output::EpochEnded { epoch: self.cfg.epoch, last_seq: end });
+        }
+    }
+
+    /// Counts an executed announcement for the next epoch; the epoch's end
+    /// is fixed when a quorum of consenters has announced.
+    fn count_announcement(&mut self, seq: Seq, consenter: ReplicaId) {
+        if !self.cfg.members.contains(&consenter) || self.epoch_end.is_some() {
+            return;
+        }
+        self.announced.insert(consenter);
+        if self.announced.len() >= self.quorum {
+            self.epoch_end = Some(epoch_end_after(seq, self.cfg.checkpoint_interval));
+        }
+    }
+
+    /// The highest sequence number this epoch may order.
+    fn last_seq(&self) -> Seq {
+        self.epoch_end.unwrap_or(Seq::MAX)
+    }
+
     fn check_invariants(&self) {
         assert!(self.stable.seq <= self.executed, "stable checkpoint beyond execution");
+        assert!(self.executed <= self.last_seq(), "executed beyond the end of the epoch");
         assert!(self.pool.len() <= self.cfg.pool_max, "pool over its bound");
         assert!(self.log.keys().next().is_none_or(|s| *s > self.stable.seq), "log holds garbage below the checkpoint");
         assert!(self.recent.len() as u64 <= self.cfg.dedup_window_blocks.max(1), "dedup window over its bound");
@@ -453,15 +537,19 @@ impl Replica {
                 self.broadcast(Body::Heartbeat { view: self.view, executed: self.executed }, out);
             }
             self.maybe_propose(out);
+            // A primary whose own proposals do not commit (its backups moved
+            // on, or its messages are lost one way) gives up its view too:
+            // otherwise it would keep ordering nothing and, being exempt from
+            // the silence timer, never join the others.
+            if self.proposal_stalled() {
+                return self.start_view_change(self.view + 1, ViewChangeReason::Stalled, 0, out);
+            }
             return;
         }
         if self.now.saturating_sub(self.last_from_primary) >= self.cfg.heartbeat_timeout_ticks {
             return self.start_view_change(self.view + 1, ViewChangeReason::LeaderSilent, 0, out);
         }
-        let stalled = self.log.range(self.executed + 1..).any(|(_, s)| {
-            s.proposal.is_some() && self.now.saturating_sub(s.accepted_at) >= self.cfg.view_change_timeout_ticks
-        });
-        if stalled {
+        if self.proposal_stalled() {
             return self.start_view_change(self.view + 1, ViewChangeReason::Stalled, 0, out);
         }
         // Censorship resistance: a request not ordered within the forward
@@ -489,6 +577,23 @@ impl Replica {
         if !forward.is_empty() {
             self.broadcast(Body::Forward { envelopes: forward }, out);
         }
+    }
+
+    /// A proposal accepted in this view has not committed within the
+    /// view-change timeout, or a block executed here has waited that long
+    /// for its certificate (and state transfer found none). The second
+    /// case is a primary that showed its proposal to only part of the
+    /// honest replicas (e.g. partial MACs): some executed the block, too
+    /// few to certify it, and the others never saw a proposal to time out
+    /// on; the new view re-proposes the block to everyone.
+    fn proposal_stalled(&self) -> bool {
+        let vct = self.cfg.view_change_timeout_ticks;
+        let uncommitted = self
+            .log
+            .range(self.executed + 1..)
+            .any(|(_, s)| s.proposal.is_some() && self.now.saturating_sub(s.accepted_at) >= vct);
+        let uncertified = !self.uncertified.is_empty() && self.now.saturating_sub(self.last_certified) >= vct;
+        uncommitted || uncertified
     }
 
     /// Re-sends this replica's own recorded votes for slots not yet stable,
@@ -551,6 +656,15 @@ impl Replica {
             return self.drop_msg(DropReason::WrongChannel, out);
         }
         if frame.epoch != self.cfg.epoch {
+            // A member already in a later epoch: this replica is probably
+            // behind (an idle cluster sends little more than the primary's
+            // heartbeats, so one sender is enough). Unauthenticated, so only
+            // ever a reason to fetch blocks, which are verified, at most once
+            // per fetch patience.
+            if frame.epoch > self.cfg.epoch && self.cfg.members.contains(&frame.sender) {
+                let ahead = self.executed.saturating_add(FETCH_BLOCKS_MAX).min(self.last_seq());
+                self.height_hint = self.height_hint.max(ahead);
+            }
             return self.drop_msg(DropReason::WrongEpoch, out);
         }
         if frame.sender == self.cfg.me || !self.cfg.members.contains(&frame.sender) {
@@ -564,7 +678,16 @@ impl Replica {
             return self.drop_msg(reason, out);
         }
         let from = frame.sender;
-        if from == self.primary_of(self.view) && self.mode == Mode::Normal {
+        // The primary is heard only when it acts as the primary of this
+        // view (a pre-prepare or heartbeat of this view): its prepares and
+        // commits as a backup of a later view must not keep a replica left
+        // behind in an old view from noticing, changing view, and being sent
+        // the current new-view.
+        let as_primary_of_view = match &frame.body {
+            Body::PrePrepare { view, .. } | Body::Heartbeat { view, .. } => *view == self.view,
+            _ => false,
+        };
+        if as_primary_of_view && from == self.primary_of(self.view) && self.mode == Mode::Normal {
             self.last_from_primary = self.now;
         }
         match frame.body {
@@ -606,7 +729,7 @@ impl Replica {
             return false;
         }
         let low = self.stable.seq;
-        if seq <= low || seq > low + self.cfg.window {
+        if seq <= low || seq > low + self.cfg.window || seq > self.last_seq() {
             self.drop_msg(DropReason::OutsideWindow, out);
             return false;
         }
@@ -766,6 +889,9 @@ impl Replica {
     fn execute_ready(&mut self, out: &mut Vec<Output>) {
         loop {
             let seq = self.executed + 1;
+            if seq > self.last_seq() {
+                break;
+            }
             let Some(d) = self.log.get(&seq).and_then(|s| s.committed) else { break };
             let Some(batch) = self.batches.get(&d).cloned() else { break };
             let block = self.build_block(seq, &batch);
@@ -796,6 +922,17 @@ impl Replica {
         assert_eq!(block.number, self.executed + 1, "blocks apply in order");
         assert_eq!(block.previous_hash, self.last_header, "blocks chain");
         let ids: Vec<TxId> = block.envelopes.iter().filter_map(|e| self.validator.tx_id(e)).collect();
+        let next = self.cfg.epoch.saturating_add(1);
+        let announced: Vec<ReplicaId> = block
+            .envelopes
+            .iter()
+            .filter_map(|e| self.validator.announcement(e))
+            .filter(|a| a.epoch == next)
+            .map(|a| a.consenter)
+            .collect();
+        for consenter in announced {
+            self.count_announcement(block.number, consenter);
+        }
         for id in &ids {
             if let Some(p) = self.pool.remove(id) {
                 self.pool_order.remove(&p.order);
@@ -805,6 +942,10 @@ impl Replica {
         self.executed = block.number;
         self.last_header = block.header_hash;
         self.last_progress = self.now;
+        if self.uncertified.is_empty() {
+            // The certificate clock starts when a block starts waiting.
+            self.last_certified = self.now;
+        }
         self.uncertified.insert(block.number, block.header_hash);
         self.next_seq = self.next_seq.max(block.number + 1);
         out.push(Output::Commit(block));
@@ -928,8 +1069,11 @@ impl Replica {
     /// Verifies a block certificate: a quorum of distinct members, each
     /// signature valid over the certificate bytes.
     fn certificate_valid(&self, cert: &Certificate) -> bool {
-        if cert.seq == 0 {
+        if cert.seq == self.cfg.epoch_base {
             return cert.header_hash == self.cfg.genesis_hash;
+        }
+        if cert.seq < self.cfg.epoch_base {
+            return false;
         }
         let bytes = self.certificate_bytes(cert.seq, &cert.header_hash);
         let mut signers = BTreeSet::new();
@@ -1000,6 +1144,10 @@ impl Replica {
                 self.adopt_certificate(cb.certificate, out);
                 continue;
             }
+            if b.number > self.last_seq() {
+                // The next epoch's blocks are for the next epoch's replica.
+                break;
+            }
             let data_hash = channels::block::data_hash(&b.envelopes);
             let header_hash = channels::block::header_hash(b.number, &self.last_header, &data_hash);
             let ok = b.number == self.executed + 1
@@ -1049,7 +1197,20 @@ impl Replica {
         if from_client && primary != self.cfg.me && self.mode == Mode::Normal {
             self.send(primary, Body::Forward { envelopes: vec![envelope.clone()] }, out);
         }
-        self.pool.insert(tx_id, Pending { envelope, order, arrived: self.now, forwarded: self.now, proposed: false });
+        let announcement = match self.validator.announcement(&envelope) {
+            None => false,
+            Some(a) if a.epoch == self.cfg.epoch.saturating_add(1) && self.cfg.members.contains(&a.consenter) => true,
+            Some(a) => {
+                let expected = self.cfg.epoch.saturating_add(1);
+                return Err(Refusal::Invalid(format!(
+                    "key announcement of consenter {} for epoch {}, but this channel is in epoch {} and takes announcements for epoch {expected} only",
+                    a.consenter, a.epoch, self.cfg.epoch
+                )));
+            }
+        };
+        let pending =
+            Pending { envelope, order, arrived: self.now, forwarded: self.now, proposed: false, announcement };
+        self.pool.insert(tx_id, pending);
         self.pool_order.insert(order, tx_id);
         Ok(tx_id)
     }
@@ -1061,13 +1222,17 @@ impl Replica {
             return;
         }
         for _ in 0..self.cfg.window {
-            if self.next_seq > self.stable.seq + self.cfg.window {
+            if self.next_seq > self.stable.seq + self.cfg.window || self.next_seq > self.last_seq() {
                 return;
             }
+            // Announcements and other envelopes never share a batch: the
+            // kind of the oldest waiting envelope decides this one.
+            let kind =
+                self.pool_order.values().map(|id| &self.pool[id]).find(|p| !p.proposed).is_some_and(|p| p.announcement);
             let (mut count, mut bytes, mut oldest) = (0usize, 0usize, None);
             for id in self.pool_order.values() {
                 let p = &self.pool[id];
-                if p.proposed {
+                if p.proposed || p.announcement != kind {
                     continue;
                 }
                 oldest.get_or_insert(p.arrived);
@@ -1079,14 +1244,18 @@ impl Replica {
             }
             let full = count >= self.cfg.batch_count_max || bytes >= self.cfg.batch_bytes_preferred;
             let timed_out = oldest.is_some_and(|t| self.now.saturating_sub(t) >= self.cfg.batch_timeout_ticks);
-            if count == 0 || !(full || timed_out) {
+            // Once the epoch's end is fixed, empty blocks fill up to it when
+            // nothing waits (at most a checkpoint interval of them), so that
+            // the switch never waits for traffic.
+            let pad = count == 0 && self.epoch_end.is_some();
+            if !pad && (count == 0 || !(full || timed_out)) {
                 return;
             }
             let mut batch = Batch::empty();
             let mut size = 0;
             for id in self.pool_order.values() {
                 let p = &self.pool[id];
-                if p.proposed {
+                if p.proposed || p.announcement != kind {
                     continue;
                 }
                 if batch.envelopes.len() >= self.cfg.batch_count_max
@@ -1308,6 +1477,8 @@ impl Replica {
         self.last_from_primary = self.now;
         self.last_heartbeat = self.now;
         self.last_progress = self.now;
+        // Blocks still waiting for a certificate get the new view's time.
+        self.last_certified = self.now;
         let h = selection.checkpoint.seq;
         self.height_hint = self.height_hint.max(h);
         if h > self.stable.seq && h <= self.executed {
@@ -1335,6 +1506,11 @@ impl Replica {
             _ => selection,
         };
         for (seq, batch) in selection.proposals {
+            if seq > self.last_seq() {
+                // Claims beyond the end of the epoch come only from faulty
+                // replicas (no correct one votes there): never ordered here.
+                continue;
+            }
             last = last.max(seq);
             if seq <= self.stable.seq {
                 continue;

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use super::auth::seal;
 use super::message::{Body, Certificate, PrePreparedClaim, PreparedClaim, ViewChange};
 use super::*;
-use crate::sim::identity::{make_envelope, Keyring, SimValidator};
+use crate::sim::identity::{make_announcement, make_envelope, Keyring, SimValidator};
 
 const CHANNEL: &str = "ch";
 
@@ -16,6 +16,7 @@ fn config(me: ReplicaId, n: u32) -> Config {
         epoch: 1,
         me,
         members: (1..=n).collect(),
+        epoch_base: 0,
         genesis_hash: [7; 32],
         window: 4,
         checkpoint_interval: 2,
@@ -43,6 +44,8 @@ struct Harness {
     records: Vec<Vec<Durable>>,
     commits: Vec<Vec<Block>>,
     certified: Vec<Vec<Certificate>>,
+    /// The epochs each replica ended: (epoch, last block).
+    ended: Vec<Vec<(Epoch, Seq)>>,
     /// The phases each replica's outputs showed, in order.
     phases: Vec<Vec<(Seq, Phase)>>,
     queue: VecDeque<(ReplicaId, ReplicaId, Vec<u8>)>,
@@ -72,6 +75,7 @@ impl Harness {
             records: vec![vec![]; k],
             commits: vec![vec![]; k],
             certified: vec![vec![]; k],
+            ended: vec![vec![]; k],
             phases: vec![vec![]; k],
             queue: VecDeque::new(),
             cut: vec![],
@@ -100,6 +104,7 @@ impl Harness {
                 Output::Persist(r) => self.records[i].extend(r.iter().cloned()),
                 Output::Commit(b) => self.commits[i].push(b.clone()),
                 Output::Certified(c) => self.certified[i].push(c.clone()),
+                Output::EpochEnded { epoch, last_seq } => self.ended[i].push((*epoch, *last_seq)),
                 _ => {}
             }
         }
@@ -291,6 +296,70 @@ fn a_restarted_backup_never_prepares_a_different_batch_for_the_same_view_and_seq
     let out = h.input(2, Input::Message(second));
     assert!(!out.iter().any(|o| matches!(o, Output::Broadcast { .. })), "no second prepare: {out:?}");
     assert_eq!(dropped(&out), vec![DropReason::Equivocation]);
+}
+
+#[test]
+fn a_backup_that_crashed_after_its_commit_vote_still_counts_it_after_restart() {
+    // n=4, replica 4 unreachable: 1, 2 and 3 are exactly a quorum, so the
+    // slot commits only if the restarted replica 2 counts its own persisted
+    // commit vote (the others never re-send theirs to make up for it).
+    let mut h = Harness::new(4);
+    let d = batch_of(1).digest();
+    let pp = h.frame(1, 2, Body::PrePrepare { view: 0, seq: 1, batch: batch_of(1) });
+    h.input(2, Input::Message(pp));
+    let prepare = h.frame(3, 2, Body::Prepare { view: 0, seq: 1, digest: d });
+    h.input(2, Input::Message(prepare));
+    let records = h.records[1].clone();
+    assert!(records.iter().any(|r| matches!(r, Durable::Vote { kind: VoteKind::Commit, seq: 1, .. })));
+    h.replicas[1] = Harness::make(&h.ring, config(2, 4), &records);
+    for from in [1, 3] {
+        let commit = h.frame(from, 2, Body::Commit { view: 0, seq: 1, digest: d });
+        h.input(2, Input::Message(commit));
+    }
+    assert_eq!(h.commits[1].len(), 1, "the restarted replica executes the slot");
+    assert_eq!(h.replica(2).executed(), 1);
+}
+
+fn sent_view_change(h: &Harness, id: ReplicaId) -> bool {
+    h.records[(id - 1) as usize].iter().any(|r| matches!(r, Durable::ViewChangeSent(_)))
+}
+
+#[test]
+fn a_primary_whose_proposal_never_commits_at_home_gives_up_its_view() {
+    // n=4, every message to the primary is lost: the backups commit its
+    // proposal among themselves, the primary never does. The primary is
+    // exempt from the silence timer, so only the stalled-proposal timer can
+    // make it leave the view and join the others.
+    let mut h = Harness::new(4);
+    h.cut = vec![1];
+    h.submit(1, 7);
+    h.tick_all(10);
+    for id in 2..=4 {
+        assert_eq!(h.commits[(id - 1) as usize].len(), 1, "backup {id} committed");
+    }
+    assert!(h.commits[0].is_empty());
+    assert!(!sent_view_change(&h, 1));
+    h.tick_all(300);
+    assert!(sent_view_change(&h, 1), "the primary asked for a new view");
+}
+
+#[test]
+fn a_straggler_in_an_old_view_is_not_kept_quiet_by_its_old_primary_voting_as_a_backup() {
+    // Replica 4 missed the move to view 1; replica 1 (primary of view 0)
+    // now votes as a backup of view 1. Its prepares are not the view-0
+    // primary at work: replica 4 must still find view 0 silent and change.
+    let mut h = Harness::new(4);
+    let d = batch_of(1).digest();
+    // (A replica that just started gives the primary one view-change timeout
+    // of grace on top of the heartbeat timeout.)
+    for t in 0..800u64 {
+        if t % 50 == 0 {
+            let prepare = h.frame(1, 4, Body::Prepare { view: 1, seq: 1, digest: d });
+            h.input(4, Input::Message(prepare));
+        }
+        h.input(4, Input::Tick);
+    }
+    assert!(sent_view_change(&h, 4), "replica 4 suspected the silent view-0 primary");
 }
 
 #[test]
@@ -739,4 +808,102 @@ fn a_full_pool_refuses_until_a_committed_batch_drains_it() {
     assert_eq!(h.replica(1).pool_len(), 0, "committed envelopes leave the pool");
     let out = h.input(1, Input::Request(make_envelope(2, 3, 8)));
     assert!(out.iter().any(|o| matches!(o, Output::Admitted { .. })), "room again: {out:?}");
+}
+
+// ----- epochs ------------------------------------------------------------------
+
+#[test]
+fn a_quorum_of_announcements_ends_the_epoch_at_the_next_checkpoint_everywhere() {
+    // n=4 (quorum 3), one envelope per batch, checkpoint every 2 blocks:
+    // requests make blocks 1-2, then three consenters' key announcements for
+    // epoch 2 make blocks 3-5 (the quorum is complete at 5). The epoch ends
+    // at the first checkpoint at or after it, block 6, which nothing fills:
+    // the primary pads with an empty block. Every replica ends epoch 1 at
+    // block 6 and orders nothing more.
+    let mut h = Harness::new(4);
+    h.submit(1, 1);
+    h.submit(1, 2);
+    for id in 1..=3 {
+        h.input(1, Input::Request(make_announcement(id, 2, [id as u8; 32])));
+    }
+    h.tick_all(20);
+    for i in 0..4 {
+        assert_eq!(h.ended[i], vec![(1, 6)], "replica {} ended epoch 1 at block 6", i + 1);
+        assert_eq!(h.commits[i].len(), 6);
+        assert!(h.commits[i][2..5].iter().all(|b| b.envelopes.len() == 1 && b.envelopes[0].starts_with(b"ann1")));
+        assert!(h.commits[i][5].envelopes.is_empty(), "block 6 pads the epoch to its end");
+        assert_eq!(h.certified[i].last().map(|c| c.seq), Some(6), "the last block is certified before the end");
+    }
+    // A finished replica takes nothing more: requests go to the next epoch.
+    let out = h.input(1, Input::Request(make_envelope(1, 9, 8)));
+    assert!(matches!(out.as_slice(), [Output::Refused { reason: Refusal::EpochEnded }]), "{out:?}");
+}
+
+#[test]
+fn fewer_than_a_quorum_of_announcements_do_not_end_the_epoch() {
+    let mut h = Harness::new(4);
+    for id in 1..=2 {
+        h.input(1, Input::Request(make_announcement(id, 2, [id as u8; 32])));
+    }
+    h.tick_all(20);
+    h.submit(1, 1);
+    h.submit(1, 2);
+    h.tick_all(20);
+    for i in 0..4 {
+        assert!(h.ended[i].is_empty());
+        assert_eq!(h.replica(i as u32 + 1).epoch_end(), None);
+    }
+}
+
+#[test]
+fn an_announcement_for_another_epoch_or_from_a_stranger_is_refused_at_admission() {
+    let mut h = Harness::new(4);
+    for (consenter, epoch) in [(2, 1), (2, 3), (9, 2)] {
+        let out = h.input(1, Input::Request(make_announcement(consenter, epoch, [1; 32])));
+        assert!(
+            matches!(out.as_slice(), [Output::Refused { reason: Refusal::Invalid(_) }]),
+            "consenter {consenter} epoch {epoch}: {out:?}"
+        );
+    }
+}
+
+#[test]
+fn the_next_epoch_starts_from_the_last_block_without_its_signatures() {
+    // The replica of epoch 2 takes block 6 (the end of epoch 1) as its base
+    // checkpoint, valid by its header hash alone, and orders block 7 on.
+    let mut h = Harness::new(4);
+    h.submit(1, 1);
+    h.submit(1, 2);
+    for id in 1..=3 {
+        h.input(1, Input::Request(make_announcement(id, 2, [id as u8; 32])));
+    }
+    h.tick_all(20);
+    let base = h.commits[0][5].clone();
+    let ring = h.ring.clone();
+    let mut next = Harness::with(4, |c| {
+        c.epoch = 2;
+        c.epoch_base = 6;
+        c.genesis_hash = base.header_hash;
+    });
+    next.ring = ring;
+    for id in 1..=4u32 {
+        let mut tip = Tip::genesis(base.header_hash);
+        tip.executed = 6;
+        tip.stable = Certificate { seq: 6, header_hash: base.header_hash, signatures: vec![] };
+        let cfg = Config { epoch: 2, epoch_base: 6, genesis_hash: base.header_hash, ..config(id, 4) };
+        next.replicas[(id - 1) as usize] =
+            Replica::new(cfg, Box::new(next.ring.signer(id)), next.ring.mac_keys(id), Box::new(SimValidator), tip, &[])
+                .unwrap();
+    }
+    next.submit(1, 9);
+    next.tick_all(5);
+    for i in 0..4 {
+        assert_eq!(next.commits[i].len(), 1);
+        assert_eq!(next.commits[i][0].number, 7);
+        assert_eq!(next.commits[i][0].previous_hash, base.header_hash);
+    }
+    // Frames of epoch 1 no longer reach the new replicas' state.
+    let stale = h.frame(2, 1, Body::Heartbeat { view: 0, executed: 6 });
+    let out = next.input(1, Input::Message(stale));
+    assert_eq!(dropped(&out), vec![DropReason::WrongEpoch]);
 }

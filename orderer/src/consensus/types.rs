@@ -15,7 +15,11 @@ pub struct Config {
     /// The consenters, in the order that assigns primaries: the primary of
     /// view v is `members[v % n]`.
     pub members: Vec<ReplicaId>,
-    /// Header hash of block 0 (the genesis config block).
+    /// The block this epoch starts after (0 in the genesis epoch): a
+    /// multiple of the checkpoint interval.
+    pub epoch_base: Seq,
+    /// Header hash of block `epoch_base` (block 0 is the genesis config
+    /// block): the base checkpoint, valid without signatures.
     pub genesis_hash: Digest,
     /// L: sequence numbers in (low, low + L] may be in flight.
     pub window: u64,
@@ -93,6 +97,7 @@ impl Config {
             (self.members.contains(&self.me), "this replica is a member"),
             (self.window >= 1 && self.checkpoint_interval >= 1, "window and checkpoint interval are positive"),
             (self.checkpoint_interval <= self.window, "checkpoint interval is at most the window"),
+            (self.epoch_base.is_multiple_of(self.checkpoint_interval.max(1)), "the epoch starts at a checkpoint"),
             (self.batch_count_max >= 1 && self.batch_bytes_max >= 1, "batch limits are positive"),
             (self.view_change_timeout_ticks >= 1 && self.heartbeat_interval_ticks >= 1, "timeouts are positive"),
             (self.resend_interval_ticks >= 1 && self.pool_max >= 1, "resend interval and pool are positive"),
@@ -112,6 +117,31 @@ pub trait Validator {
     fn validate(&self, envelope: &[u8]) -> Result<TxId, String>;
     /// The transaction id alone, without validation (used at execution).
     fn tx_id(&self, envelope: &[u8]) -> Option<TxId>;
+    /// A consenter's key announcement for the epoch it introduces, if the
+    /// envelope is one and valid (used at execution: the epoch switch is
+    /// derived from the ordered log).
+    fn announcement(&self, envelope: &[u8]) -> Option<Announcement> {
+        let _ = envelope;
+        None
+    }
+}
+
+/// A consenter announced its key material for `epoch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Announcement {
+    pub consenter: ReplicaId,
+    pub epoch: Epoch,
+}
+
+/// The last block of an epoch whose quorum of announcements for the next
+/// one was complete at block `complete_at`: the first checkpoint at or after
+/// it. Every replica derives it from the ordered log alone. Slots above it
+/// that were proposed or voted for in this epoch are abandoned (execution is
+/// in order and stops at the end, so no replica executes one), and their
+/// requests go to the next epoch.
+pub fn epoch_end_after(complete_at: Seq, checkpoint_interval: u64) -> Seq {
+    let k = checkpoint_interval.max(1);
+    complete_at.div_ceil(k).saturating_mul(k)
 }
 
 /// What the core is asked to do.
@@ -173,6 +203,13 @@ pub enum Output {
     Refused {
         reason: Refusal,
     },
+    /// This epoch is over: block `last_seq` is executed and certified. The
+    /// replica takes no further input; the shell starts the next epoch's
+    /// replica from that block (see [`super::Replica::pending_envelopes`]).
+    EpochEnded {
+        epoch: Epoch,
+        last_seq: Seq,
+    },
     /// Started changing to `view`.
     ViewChangeStarted {
         view: View,
@@ -225,6 +262,7 @@ impl Output {
             | Output::Admitted { .. }
             | Output::Refused { .. }
             | Output::ViewChangeStarted { .. }
+            | Output::EpochEnded { .. }
             | Output::NewViewInstalled { .. }
             | Output::Dropped { .. }
             | Output::ForkDetected { .. } => (&[], None),
@@ -236,10 +274,15 @@ impl Output {
 /// Why a client request was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    TooLarge { bytes: usize, max: usize },
+    TooLarge {
+        bytes: usize,
+        max: usize,
+    },
     Invalid(String),
     Duplicate,
     PoolFull,
+    /// The epoch ended: submit to the next epoch's replica.
+    EpochEnded,
 }
 
 /// Why a view change started.
@@ -249,7 +292,8 @@ pub enum ViewChangeReason {
     RequestTimeout,
     /// Nothing heard from the primary within the heartbeat timeout.
     LeaderSilent,
-    /// A proposal stayed uncommitted for the view-change timeout.
+    /// A proposal stayed uncommitted (or an executed block uncertified) for
+    /// the view-change timeout.
     Stalled,
     /// The primary proposed an invalid batch.
     BadProposal,
@@ -391,12 +435,19 @@ pub fn compact(records: &mut Vec<Durable>) {
         .unwrap_or(0);
     let keep_from_view = view.saturating_sub(4);
     let mut kept_view = false;
+    let mut kept_installed = false;
     let mut kept_stable = false;
-    // Walk newest first so that the latest View and Stable records are kept.
+    // Walk newest first so that the latest View and Stable records are kept,
+    // and the latest installed view (a later record may be a view change in
+    // progress).
     let mut out: Vec<Durable> = Vec::with_capacity(records.len());
     for r in records.drain(..).rev() {
         let keep = match &r {
-            Durable::View { .. } => !std::mem::replace(&mut kept_view, true),
+            Durable::View { changing, .. } => {
+                let newest = !std::mem::replace(&mut kept_view, true);
+                let installed = !*changing && !std::mem::replace(&mut kept_installed, true);
+                newest || installed
+            }
             Durable::Stable(c) => c.seq == stable && !std::mem::replace(&mut kept_stable, true),
             Durable::ViewChangeSent(s) => s.view_change.new_view >= keep_from_view,
             Durable::NewViewSent(nv) => nv.view >= keep_from_view,

@@ -264,6 +264,13 @@ async fn submit(
             "the request pool is full; retry with backoff",
             json!({ "tx_id": tx_id }),
         ),
+        SubmitResult::Refused(Refusal::EpochEnded) => counted(
+            &entry,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVICE_UNAVAILABLE",
+            "the channel is switching to its next key epoch; retry in a moment",
+            json!({ "tx_id": tx_id }),
+        ),
         SubmitResult::Refused(Refusal::TooLarge { bytes, max }) => counted(
             &entry,
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -124,6 +124,7 @@ impl SubmitResult {
             SubmitResult::Refused(Refusal::Invalid(_)) => "invalid",
             SubmitResult::Refused(Refusal::Duplicate) => "duplicate",
             SubmitResult::Refused(Refusal::PoolFull) => "pool_full",
+            SubmitResult::Refused(Refusal::EpochEnded) => "epoch_ended",
             SubmitResult::Unavailable => "unavailable",
         }
     }
@@ -655,6 +656,10 @@ impl Task {
                 }
                 Output::ForkDetected { seq } => {
                     tracing::error!(channel = %self.channel, block = seq, "a quorum certified a different block: more than f consenters are faulty");
+                }
+                Output::EpochEnded { epoch, last_seq } => {
+                    // The node does not announce keys yet, so no epoch ends.
+                    tracing::warn!(channel = %self.channel, epoch, block = last_seq, "epoch ended");
                 }
             }
         }

@@ -393,6 +393,20 @@ impl Adversary {
         }
     }
 
+    /// The replica switched key epochs: frames it crafts from now on are of
+    /// the new epoch, under its keys; what it recorded of the old epoch is
+    /// only good for replays (kept), its views and slots start afresh.
+    pub fn enter_epoch(&mut self, epoch: Epoch, macs: MacKeys, base: Certificate) {
+        self.epoch = epoch;
+        self.macs = macs;
+        self.genesis = base;
+        self.checkpoints.clear();
+        self.view_seen = 0;
+        self.held.clear();
+        self.released.clear();
+        self.new_view_receivers.clear();
+    }
+
     fn has(&self, s: Strategy) -> bool {
         self.mix.has(s)
     }

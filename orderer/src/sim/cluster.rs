@@ -9,12 +9,12 @@ use std::sync::Arc;
 use sha2::{Digest as _, Sha256};
 
 use super::adversary::{Adversary, Collusion, Context, Draw, Mix, Outgoing, Timing};
-use super::identity::{make_envelope, Keyring, SimValidator};
+use super::identity::{make_announcement, make_envelope, parse_announcement, Keyring, SimValidator};
 use super::rng::Rng;
 use crate::consensus::message::Body;
 use crate::consensus::{
-    compact, Block, Certificate, CertifiedBlock, Config, Crypto, Digest, Durable, Frame, Input, Limits, Output,
-    Refusal, Replica, ReplicaId, Seq, Tip, TxId, Validator, ViewChangeReason, VoteKind,
+    compact, Block, Certificate, CertifiedBlock, Config, Crypto, Digest, Durable, Epoch, Frame, Input, Limits, MacKeys,
+    Output, Refusal, Replica, ReplicaId, Seq, Tip, TxId, Validator, ViewChangeReason, VoteKind,
 };
 
 const CHANNEL: &str = "simchannel";
@@ -58,8 +58,22 @@ pub struct Scenario {
     /// ask for something to be persisted), to choose crash points from.
     pub record_points: bool,
     pub trace: bool,
+    /// Key rotation: every replica announces new key material once this
+    /// many blocks of its epoch are ordered (Some(0): never; None: drawn
+    /// from the seed, so that the CI seeds mix rotating and static runs).
+    pub rotate_every: Option<u64>,
     #[cfg(feature = "mutants")]
     pub mutant: Option<crate::consensus::types::Mutant>,
+}
+
+impl Scenario {
+    /// Blocks per epoch before replicas announce (0: no rotation).
+    pub fn rotation(&self) -> u64 {
+        self.rotate_every.unwrap_or_else(|| {
+            let h = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60;
+            [0, 6, 10, 16][(h % 4) as usize]
+        })
+    }
 }
 
 /// A crash in the middle of one step: node `node` (its first instance)
@@ -120,6 +134,13 @@ pub struct Report {
     pub must_drop_accepted: u64,
     /// With `record_points`: the persistence points of honest nodes.
     pub points: Vec<PersistPoint>,
+    /// Whether replicas rotated keys in this run, and the epoch switches
+    /// (all honest replicas at the same block, checked).
+    pub rotating: bool,
+    pub epoch_switches: u64,
+    /// Frames of another epoch delivered to honest replicas (all dropped,
+    /// checked).
+    pub wrong_epoch_delivered: u64,
 }
 
 enum Payload {
@@ -145,6 +166,17 @@ struct Node {
     crash_after: Option<usize>,
     /// Steps this instance ran, across restarts.
     steps: u64,
+    /// The key epoch (durable, with the block it started after, that
+    /// block's header hash, and every consenter's key material in it).
+    epoch: Epoch,
+    epoch_base: Seq,
+    base_hash: Digest,
+    material: BTreeMap<ReplicaId, [u8; 32]>,
+    /// The epoch this node last announced key material for.
+    announced_for: Epoch,
+    /// Envelopes this node's shell submits to its replica on its next tick
+    /// (announcements, requests carried over an epoch switch).
+    to_submit: Vec<Vec<u8>>,
 }
 
 struct Net {
@@ -196,8 +228,10 @@ pub struct Cluster {
     submitted: HashMap<TxId, usize>,
     collusion: Collusion,
     canon: BTreeMap<Seq, Digest>,
-    votes_seen: HashMap<(ReplicaId, VoteKind, u64, u64), Digest>,
+    votes_seen: HashMap<(ReplicaId, Epoch, VoteKind, u64, u64), Digest>,
     views_installed: BTreeSet<u64>,
+    /// The block each epoch ended at (the first honest switch).
+    switches: BTreeMap<Epoch, Seq>,
     report: Report,
 }
 
@@ -273,6 +307,12 @@ impl Cluster {
                 adversary,
                 crash_after: None,
                 steps: 0,
+                epoch: EPOCH,
+                epoch_base: 0,
+                base_hash: genesis_hash,
+                material: members.iter().map(|m| (*m, Self::material(sc.seed, *m, EPOCH, 0))).collect(),
+                announced_for: EPOCH,
+                to_submit: vec![],
             });
         }
         let mut c = Cluster {
@@ -296,6 +336,7 @@ impl Cluster {
             canon: BTreeMap::new(),
             votes_seen: HashMap::new(),
             views_installed: BTreeSet::new(),
+            switches: BTreeMap::new(),
             report: Report::default(),
             sc,
         };
@@ -304,6 +345,10 @@ impl Cluster {
         }
         c.plan_faults();
         c.plan_requests();
+        c.report.rotating = c.sc.rotation() > 0;
+        if c.report.rotating {
+            description.push_str(&format!(" rotate_every={}", c.sc.rotation()));
+        }
         c.report.description = description;
         c.report.mixes = mixes;
         c
@@ -313,6 +358,22 @@ impl Cluster {
         Self::config_for(&self.sc, me, &self.members, self.genesis_hash)
     }
 
+    /// A consenter's key material for `epoch` (`attempt` 1: the second,
+    /// different announcement a Byzantine replica makes).
+    fn material(seed: u64, id: ReplicaId, epoch: Epoch, attempt: u32) -> [u8; 32] {
+        Sha256::digest(format!("material-{seed}-{id}-{epoch}-{attempt}")).into()
+    }
+
+    /// The MAC keys of node `i` in its current epoch.
+    fn macs(&self, i: usize) -> MacKeys {
+        let node = &self.nodes[i];
+        if node.epoch == EPOCH {
+            self.keyring.mac_keys(node.id)
+        } else {
+            self.keyring.epoch_mac_keys(node.id, node.epoch, &node.material)
+        }
+    }
+
     fn config_for(sc: &Scenario, me: ReplicaId, members: &[ReplicaId], genesis_hash: Digest) -> Config {
         let _ = sc;
         Config {
@@ -320,6 +381,7 @@ impl Cluster {
             epoch: EPOCH,
             me,
             members: members.to_vec(),
+            epoch_base: 0,
             genesis_hash,
             window: 8,
             checkpoint_interval: 4,
@@ -344,8 +406,17 @@ impl Cluster {
     /// Starts (or restarts) node `i` from its ledger and durable records.
     fn start(&mut self, i: usize) {
         let id = self.nodes[i].id;
-        let cfg = self.config(id);
+        let macs = self.macs(i);
         let node = &mut self.nodes[i];
+        let cfg = Config {
+            epoch: node.epoch,
+            epoch_base: node.epoch_base,
+            genesis_hash: node.base_hash,
+            ..Self::config_for(&self.sc, id, &self.members, self.genesis_hash)
+        };
+        // A restarted shell announces again (its pool was lost); the same
+        // material makes the same transaction, ordered once.
+        node.announced_for = node.epoch;
         let executed = node.ledger.len() as Seq;
         let header_hash = node.ledger.last().map(|b| b.header_hash).unwrap_or(self.genesis_hash);
         let recent = node
@@ -364,22 +435,22 @@ impl Cluster {
                 _ => None,
             })
             .max_by_key(|c| c.seq)
-            .unwrap_or(Certificate { seq: 0, header_hash: self.genesis_hash, signatures: vec![] });
-        let uncertified = node
-            .ledger
-            .iter()
-            .filter(|b| !node.certs.contains_key(&b.number))
-            .map(|b| (b.number, b.header_hash))
+            .unwrap_or(Certificate { seq: node.epoch_base, header_hash: node.base_hash, signatures: vec![] });
+        let this_epoch = || node.ledger.iter().filter(|b| b.number > node.epoch_base);
+        let uncertified =
+            this_epoch().filter(|b| !node.certs.contains_key(&b.number)).map(|b| (b.number, b.header_hash)).collect();
+        let next = node.epoch + 1;
+        let announced = this_epoch()
+            .flat_map(|b| {
+                b.envelopes
+                    .iter()
+                    .filter_map(|e| SimValidator.announcement(e))
+                    .filter(|a| a.epoch == next)
+                    .map(|a| (b.number, a.consenter))
+            })
             .collect();
-        let tip = Tip { executed, header_hash, recent, stable, uncertified };
-        match Replica::new(
-            cfg,
-            Box::new(self.keyring.signer(id)),
-            self.keyring.mac_keys(id),
-            Box::new(SimValidator),
-            tip,
-            &node.store,
-        ) {
+        let tip = Tip { executed, header_hash, recent, stable, uncertified, announced };
+        match Replica::new(cfg, Box::new(self.keyring.signer(id)), macs, Box::new(SimValidator), tip, &node.store) {
             Ok(r) => node.replica = Some(r),
             Err(e) => self.report.safety.push(format!("node {id} could not start: {e}")),
         }
@@ -447,6 +518,9 @@ impl Cluster {
             self.submit_requests();
             self.deliver_due();
             for i in 0..self.nodes.len() {
+                for envelope in std::mem::take(&mut self.nodes[i].to_submit) {
+                    self.step(i, Input::Request(envelope));
+                }
                 self.step(i, Input::Tick);
                 let alive = self.nodes[i].replica.is_some();
                 let extra = match (&mut self.nodes[i].adversary, alive) {
@@ -494,8 +568,9 @@ impl Cluster {
             .map(|n| {
                 let r = n.replica.as_ref();
                 format!(
-                    "{}:h={} certs={} (first missing {:?}) v={} changing={} stable={} pool={}",
+                    "{}:e={} h={} certs={} (first missing {:?}) v={} changing={} stable={} pool={}",
                     n.id,
+                    n.epoch,
                     n.ledger.len(),
                     n.certs.len(),
                     (1..=n.ledger.len() as Seq).find(|s| !n.certs.contains_key(s)),
@@ -652,6 +727,21 @@ impl Cluster {
                     };
                     let Some(bytes) = bytes else { continue };
                     let alive = self.nodes[i].replica.is_some();
+                    // With rotation on, every frame of another epoch that
+                    // reaches an honest replica must be dropped.
+                    let epoch_of = |bytes: &[u8]| Frame::decode(bytes, &Limits::default()).ok().map(|f| f.epoch);
+                    let wrong_epoch = self.sc.rotation() > 0
+                        && must_drop.is_none()
+                        && epoch_of(&bytes).is_some_and(|e| e != self.nodes[i].epoch);
+                    // An old-epoch replay is still the current epoch of a
+                    // replica that lags behind: for it, a mere duplicate.
+                    let current_for_receiver =
+                        must_drop == Some("old-epoch") && epoch_of(&bytes) == Some(self.nodes[i].epoch);
+                    let must_drop =
+                        must_drop.filter(|_| !current_for_receiver).or(wrong_epoch.then_some("another epoch"));
+                    if wrong_epoch && alive && self.honest.contains(&self.nodes[i].id) {
+                        self.report.wrong_epoch_delivered += 1;
+                    }
                     let outputs = self.step(i, Input::Message(bytes));
                     // A node that crashed in this very step lost its outputs:
                     // nothing to judge.
@@ -677,7 +767,10 @@ impl Cluster {
     /// MAC for it, garbage) leaves a `Dropped` and nothing else: the core
     /// reports every drop, and an accepted frame may well leave no output.
     fn check_dropped(&mut self, i: usize, what: &str, outputs: &[Output]) {
-        if !outputs.is_empty() && outputs.iter().all(|o| matches!(o, Output::Dropped { .. })) {
+        // (A replica just restarted at the end of its epoch ends it on its
+        // first step, whatever the input.)
+        let dropped = outputs.iter().any(|o| matches!(o, Output::Dropped { .. }));
+        if dropped && outputs.iter().all(|o| matches!(o, Output::Dropped { .. } | Output::EpochEnded { .. })) {
             self.report.must_drop_delivered += 1;
             return;
         }
@@ -769,9 +862,25 @@ impl Cluster {
                 if honest {
                     self.check_commit(i, block);
                 }
+                let rotate_every = self.sc.rotation();
+                let seed = self.sc.seed;
+                let byzantine = self.nodes[i].adversary.is_some();
                 let node = &mut self.nodes[i];
                 node.tx_seen.extend(block.envelopes.iter().filter_map(|e| SimValidator.tx_id(e)));
                 node.ledger.push(block.clone());
+                if rotate_every > 0
+                    && block.number >= node.epoch_base + rotate_every
+                    && node.announced_for == node.epoch
+                {
+                    let next = node.epoch + 1;
+                    node.announced_for = next;
+                    node.to_submit.push(make_announcement(id, next, Self::material(seed, id, next, 0)));
+                    if byzantine {
+                        // A faulty consenter announces twice: the first one
+                        // ordered counts, everywhere.
+                        node.to_submit.push(make_announcement(id, next, Self::material(seed, id, next, 1)));
+                    }
+                }
                 self.trace(|| {
                     format!("node {id} committed block {} ({} envelopes)", block.number, block.envelopes.len())
                 });
@@ -804,8 +913,61 @@ impl Cluster {
                     self.report.safety.push(format!("seed {}: node {id} detected a fork at block {seq}", self.sc.seed));
                 }
             }
+            Output::EpochEnded { epoch, last_seq } => self.switch_epoch(i, *epoch, *last_seq),
             Output::Admitted { .. } | Output::Refused { .. } | Output::Dropped { .. } => {}
         }
+    }
+
+    /// The shell's epoch switch: every honest replica ends an epoch at the
+    /// same block; the next epoch's key material is each consenter's first
+    /// announcement ordered in the epoch (or what it used before); durable
+    /// consensus records start afresh; waiting requests carry over.
+    fn switch_epoch(&mut self, i: usize, epoch: Epoch, last_seq: Seq) {
+        let id = self.nodes[i].id;
+        let seed = self.sc.seed;
+        if self.honest.contains(&id) {
+            let first = *self.switches.entry(epoch).or_insert(last_seq);
+            if first != last_seq {
+                self.report.safety.push(format!(
+                    "seed {seed}: honest node {id} ended epoch {epoch} at block {last_seq}, another at block {first}"
+                ));
+            }
+            if first == last_seq && self.nodes[i].epoch == epoch {
+                self.report.epoch_switches = self.report.epoch_switches.max(epoch + 1 - EPOCH);
+            }
+        }
+        let node = &mut self.nodes[i];
+        if node.epoch != epoch || node.ledger.len() as Seq != last_seq {
+            self.report.safety.push(format!(
+                "seed {seed}: node {id} ended epoch {epoch} at block {last_seq} while in epoch {} at height {}",
+                node.epoch,
+                node.ledger.len()
+            ));
+            return;
+        }
+        let mut material = node.material.clone();
+        let mut seen = BTreeSet::new();
+        for b in node.ledger.iter().filter(|b| b.number > node.epoch_base) {
+            for (a, m) in b.envelopes.iter().filter_map(|e| parse_announcement(e)) {
+                if a.epoch == epoch + 1 && material.contains_key(&a.consenter) && seen.insert(a.consenter) {
+                    material.insert(a.consenter, m);
+                }
+            }
+        }
+        let pending = node.replica.as_ref().map(Replica::pending_envelopes).unwrap_or_default();
+        node.epoch = epoch + 1;
+        node.epoch_base = last_seq;
+        node.base_hash = node.ledger.last().map(|b| b.header_hash).unwrap_or(self.genesis_hash);
+        node.material = material;
+        node.store.clear();
+        node.to_submit.extend(pending);
+        let base = Certificate { seq: last_seq, header_hash: node.base_hash, signatures: vec![] };
+        self.start(i);
+        let macs = self.macs(i);
+        if let Some(a) = &mut self.nodes[i].adversary {
+            a.enter_epoch(epoch + 1, macs, base);
+        }
+        self.trace(|| format!("node {id} switched to epoch {} after block {last_seq}", epoch + 1));
     }
 
     fn send_from(&mut self, i: usize, to: &[ReplicaId], frame: &[u8]) {
@@ -834,14 +996,15 @@ impl Cluster {
             Body::ViewChange(_) | Body::NewView(_) | Body::Forward { .. } | Body::Heartbeat { .. } => None,
         };
         let Some((kind, view, seq, digest)) = key_digest else { return };
-        match self.votes_seen.get(&(id, kind, view, seq)) {
-            Some(d) if *d != digest => self
-                .report
-                .safety
-                .push(format!("seed {}: honest node {id} voted twice ({kind:?} view {view} seq {seq})", self.sc.seed)),
+        let epoch = f.epoch;
+        match self.votes_seen.get(&(id, epoch, kind, view, seq)) {
+            Some(d) if *d != digest => self.report.safety.push(format!(
+                "seed {}: honest node {id} voted twice ({kind:?} epoch {epoch} view {view} seq {seq})",
+                self.sc.seed
+            )),
             Some(_) => {}
             None => {
-                self.votes_seen.insert((id, kind, view, seq), digest);
+                self.votes_seen.insert((id, epoch, kind, view, seq), digest);
             }
         }
     }
@@ -881,6 +1044,16 @@ impl Cluster {
                     }
                     committed.push(self.submitted[&id]);
                 }
+                // A consenter's own key announcement (validated: only that
+                // consenter could make it).
+                Ok(id) if SimValidator.announcement(e).is_some() => {
+                    if node.tx_seen.contains(&id) || !ids.insert(id) {
+                        problems.push(format!(
+                            "integrity: announcement twice on node {} (block {})",
+                            node.id, block.number
+                        ));
+                    }
+                }
                 _ => problems
                     .push(format!("validity: unsubmitted envelope in block {} on node {}", block.number, node.id)),
             }
@@ -903,7 +1076,7 @@ impl Cluster {
         let node = &self.nodes[i];
         let block = node.ledger.get((cert.seq as usize).wrapping_sub(1));
         let verifier = self.keyring.signer(node.id);
-        let bytes = channels::block::certificate_signing_bytes(CHANNEL, EPOCH, cert.seq, &cert.header_hash);
+        let bytes = channels::block::certificate_signing_bytes(CHANNEL, node.epoch, cert.seq, &cert.header_hash);
         let signers: BTreeSet<ReplicaId> = cert.signatures.iter().map(|(s, _)| *s).collect();
         let quorum = crate::consensus::quorum::quorum(self.members.len());
         let valid = block.is_some_and(|b| b.header_hash == cert.header_hash)
@@ -958,6 +1131,7 @@ mod tests {
             crash_at: None,
             record_points: false,
             trace: false,
+            rotate_every: Some(0),
             #[cfg(feature = "mutants")]
             mutant: None,
         }

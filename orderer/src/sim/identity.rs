@@ -12,7 +12,7 @@ use std::sync::Arc;
 use sha2::{Digest as _, Sha256};
 
 use crate::consensus::auth::hmac_sha256;
-use crate::consensus::{Crypto, MacKeys, ReplicaId, TxId, Validator};
+use crate::consensus::{Announcement, Crypto, Epoch, MacKeys, ReplicaId, TxId, Validator};
 
 /// All consenters' secrets of one simulated cluster.
 pub struct Keyring {
@@ -38,6 +38,26 @@ impl Keyring {
                 let (a, b) = (me.min(*peer), me.max(*peer));
                 let label = format!("mac-{a}-{b}");
                 (*peer, hmac_sha256(&self.seed.to_be_bytes(), label.as_bytes()))
+            })
+            .collect();
+        MacKeys::new(keys)
+    }
+
+    /// The pairwise MAC keys of `me` in a later epoch, from the key
+    /// material each consenter uses in it (what its announcement carried,
+    /// or what it used before): both sides of a pair derive the same key
+    /// only if they agree on both consenters' material and the epoch.
+    pub fn epoch_mac_keys(&self, me: ReplicaId, epoch: Epoch, material: &BTreeMap<ReplicaId, [u8; 32]>) -> MacKeys {
+        let keys = self
+            .secrets
+            .keys()
+            .map(|peer| {
+                let (a, b) = (me.min(*peer), me.max(*peer));
+                let mut label = format!("mac-{a}-{b}-epoch-{epoch}").into_bytes();
+                for id in [a, b] {
+                    label.extend_from_slice(&material.get(&id).copied().unwrap_or([0; 32]));
+                }
+                (*peer, hmac_sha256(&self.seed.to_be_bytes(), &label))
             })
             .collect();
         MacKeys::new(keys)
@@ -89,7 +109,42 @@ pub fn envelope_client(envelope: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(id.try_into().ok()?))
 }
 
-/// Validates simulated client envelopes.
+const ANNOUNCEMENT_PREFIX: &[u8] = b"ann1";
+const ANNOUNCEMENT_LEN: usize = 4 + 4 + 8 + 32 + 32;
+
+/// A consenter's key announcement for `epoch`: prefix, consenter, epoch, key
+/// material, tag (the consenter's own key stands in for its signature).
+pub fn make_announcement(consenter: ReplicaId, epoch: Epoch, material: [u8; 32]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(ANNOUNCEMENT_LEN);
+    body.extend_from_slice(ANNOUNCEMENT_PREFIX);
+    body.extend_from_slice(&consenter.to_be_bytes());
+    body.extend_from_slice(&epoch.to_be_bytes());
+    body.extend_from_slice(&material);
+    let tag = hmac_sha256(&announcement_key(consenter), &body);
+    body.extend_from_slice(&tag);
+    body
+}
+
+fn announcement_key(consenter: ReplicaId) -> [u8; 32] {
+    hmac_sha256(CLIENT_KEY, format!("announcement-{consenter}").as_bytes())
+}
+
+/// The announcement and its key material, if `envelope` is a valid one.
+pub fn parse_announcement(envelope: &[u8]) -> Option<(Announcement, [u8; 32])> {
+    if envelope.len() != ANNOUNCEMENT_LEN || !envelope.starts_with(ANNOUNCEMENT_PREFIX) {
+        return None;
+    }
+    let (body, tag) = envelope.split_at(ANNOUNCEMENT_LEN - 32);
+    let consenter = u32::from_be_bytes(body.get(4..8)?.try_into().ok()?);
+    let epoch = u64::from_be_bytes(body.get(8..16)?.try_into().ok()?);
+    let material: [u8; 32] = body.get(16..48)?.try_into().ok()?;
+    if hmac_sha256(&announcement_key(consenter), body).as_slice() != tag {
+        return None;
+    }
+    Some((Announcement { consenter, epoch }, material))
+}
+
+/// Validates simulated client envelopes and key announcements.
 pub struct SimValidator;
 
 impl SimValidator {
@@ -103,6 +158,12 @@ impl SimValidator {
 
 impl Validator for SimValidator {
     fn validate(&self, envelope: &[u8]) -> Result<TxId, String> {
+        if envelope.starts_with(ANNOUNCEMENT_PREFIX) {
+            return match parse_announcement(envelope) {
+                Some(_) => Ok(Sha256::digest(envelope).into()),
+                None => Err("forged key announcement".into()),
+            };
+        }
         let (body, tag) = Self::split(envelope).ok_or("malformed envelope")?;
         if hmac_sha256(CLIENT_KEY, body).as_slice() != tag {
             return Err("bad client signature".into());
@@ -111,7 +172,14 @@ impl Validator for SimValidator {
     }
 
     fn tx_id(&self, envelope: &[u8]) -> Option<TxId> {
+        if envelope.starts_with(ANNOUNCEMENT_PREFIX) {
+            return (envelope.len() == ANNOUNCEMENT_LEN).then(|| Sha256::digest(envelope).into());
+        }
         Self::split(envelope).map(|(body, _)| Sha256::digest(body).into())
+    }
+
+    fn announcement(&self, envelope: &[u8]) -> Option<Announcement> {
+        parse_announcement(envelope).map(|(a, _)| a)
     }
 }
 
@@ -126,6 +194,17 @@ mod tests {
         assert_eq!(envelope_client(&e), Some(1));
         e[10] ^= 1;
         assert!(SimValidator.validate(&e).is_err());
+    }
+
+    #[test]
+    fn an_announcement_parses_back_and_a_forged_one_is_refused() {
+        let a = make_announcement(3, 7, [9; 32]);
+        assert_eq!(parse_announcement(&a), Some((Announcement { consenter: 3, epoch: 7 }, [9; 32])));
+        assert!(SimValidator.validate(&a).is_ok());
+        let mut claimed_by_other = a.clone();
+        claimed_by_other[7] = 4;
+        assert!(SimValidator.validate(&claimed_by_other).is_err());
+        assert_eq!(SimValidator.announcement(&claimed_by_other), None);
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub struct Summary {
     /// garbage), all dropped.
     pub must_drop_delivered: u64,
     pub must_drop_accepted: u64,
+    /// Runs with key rotation, the epoch switches they made, and the frames
+    /// of another epoch honest replicas were sent (all dropped).
+    pub rotating: u64,
+    pub epoch_switches: u64,
+    pub wrong_epoch_delivered: u64,
     /// Crash sweep: steps chosen, and runs crashing after each output.
     pub crash_steps: u64,
     pub crash_runs: u64,
@@ -81,6 +86,9 @@ impl Summary {
             self.liveness_failures += r.liveness.len() as u64;
             self.must_drop_delivered += r.must_drop_delivered;
             self.must_drop_accepted += r.must_drop_accepted;
+            self.rotating += u64::from(r.rotating);
+            self.epoch_switches += r.epoch_switches;
+            self.wrong_epoch_delivered += r.wrong_epoch_delivered;
             if crash_at.is_some() {
                 self.crash_runs += 1;
             }
@@ -172,6 +180,7 @@ mod tests {
             crash_at: None,
             record_points: false,
             trace: false,
+            rotate_every: None,
             #[cfg(feature = "mutants")]
             mutant: None,
         }
