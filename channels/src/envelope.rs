@@ -234,7 +234,8 @@ pub fn decode_envelope(bytes: &[u8], max_bytes: usize) -> Result<DecodedEnvelope
 }
 
 /// The roles that may create an envelope of `header_type`: clients, peers
-/// and admins write; orderers too for configuration transactions.
+/// and admins write; orderers too for configuration transactions; key
+/// announcements only orderers.
 pub fn allowed_roles(header_type: HeaderType) -> &'static [Role] {
     match header_type {
         HeaderType::Config | HeaderType::ConfigUpdate | HeaderType::OrdererTransaction => {
@@ -244,6 +245,9 @@ pub fn allowed_roles(header_type: HeaderType) -> &'static [Role] {
         | HeaderType::EndorserTransaction
         | HeaderType::DeliverSeekInfo
         | HeaderType::ChaincodePackage => &[Role::Client, Role::Peer, Role::Admin],
+        // Only consenters announce keys (and only for themselves: see
+        // `crate::announcement`).
+        HeaderType::BftKeyAnnouncement => &[Role::Orderer],
     }
 }
 

@@ -9,7 +9,9 @@
 //! - [`genesis`]: the genesis (config) block.
 //! - [`profile`]: the `configtx.yaml`-style profile behind `channels genesis`.
 //! - [`inspect`]: readable JSON views of blocks and envelopes.
+//! - [`announcement`]: consenters' key announcements for the next epoch.
 
+pub mod announcement;
 pub mod block;
 pub mod config;
 pub mod envelope;

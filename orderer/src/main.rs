@@ -42,6 +42,10 @@ enum Command {
         /// Stop the network after the demo instead of running until Ctrl-C.
         #[arg(long)]
         exit_after_demo: bool,
+        /// Rotate the channel's MAC keys every this many blocks (0: off;
+        /// applies when the folder has no genesis block yet).
+        #[arg(long, default_value_t = 0)]
+        rotate_every_blocks: u64,
     },
     /// A peer's client: submit envelopes, fetch blocks, follow deliver;
     /// verifies every block's certificate against the genesis block.
@@ -195,9 +199,13 @@ fn run(cli: Cli) -> Result<(), String> {
             init_logging(&cfg.logging.level, cfg.logging.format == "json");
             runtime()?.block_on(orderer::node::server::run(cfg)).map_err(|e| e.to_string())
         }
-        Command::Dev { nodes, dir, channel, base_port, demo, exit_after_demo } => {
+        Command::Dev { nodes, dir, channel, base_port, demo, exit_after_demo, rotate_every_blocks } => {
             let opts = DevOptions { nodes, dir, channel, base_port, demo, exit_after_demo, hosts: vec![] };
-            runtime()?.block_on(dev::run(opts)).map_err(|e| e.to_string())
+            let tuning = dev::ChannelTuning {
+                rotate_every_blocks: (rotate_every_blocks > 0).then_some(rotate_every_blocks),
+                ..dev::ChannelTuning::default()
+            };
+            runtime()?.block_on(dev::run_tuned(opts, tuning)).map_err(|e| e.to_string())
         }
         Command::Client { addr, channel, tls_dir, cacert, genesis, action } => {
             use orderer::node::client_cli::{run, Action, Target};
@@ -250,7 +258,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 base_port,
                 json_out: json,
                 keep_dir: dir,
-                tuning: orderer::node::dev::ChannelTuning { max_message_count: batch_size, pipeline_window: window },
+                tuning: orderer::node::dev::ChannelTuning {
+                    max_message_count: batch_size,
+                    pipeline_window: window,
+                    rotate_every_blocks: None,
+                },
                 kill_primary_at,
                 pool_max,
             };

@@ -33,6 +33,8 @@ struct Tables {
     txids: String,
     durable: String,
     votes: String,
+    /// Epoch records (key rotation), by epoch number.
+    epochs: String,
 }
 
 impl Tables {
@@ -49,6 +51,7 @@ impl Tables {
             txids: format!("{channel}/txids"),
             durable: format!("{channel}/durable"),
             votes: format!("{channel}/votes"),
+            epochs: format!("{channel}/epochs"),
         })
     }
 }
@@ -107,7 +110,7 @@ impl Store {
             if chans.get(channel).map_err(|e| self.err(e))?.is_none() {
                 chans.insert(channel, 0).map_err(|e| self.err(e))?;
             }
-            for name in [&t.blocks, &t.certs, &t.durable, &t.votes] {
+            for name in [&t.blocks, &t.certs, &t.durable, &t.votes, &t.epochs] {
                 tx.open_table(U64Bytes::new(name)).map_err(|e| self.err(e))?;
             }
             tx.open_table(BytesU64::new(&t.txids)).map_err(|e| self.err(e))?;
@@ -122,7 +125,7 @@ impl Store {
         {
             let mut chans = tx.open_table(CHANNELS).map_err(|e| self.err(e))?;
             chans.remove(channel).map_err(|e| self.err(e))?;
-            for name in [&t.blocks, &t.certs, &t.durable, &t.votes] {
+            for name in [&t.blocks, &t.certs, &t.durable, &t.votes, &t.epochs] {
                 tx.delete_table(U64Bytes::new(name)).map_err(|e| self.err(e))?;
             }
             tx.delete_table(BytesU64::new(&t.txids)).map_err(|e| self.err(e))?;
@@ -253,6 +256,40 @@ impl Store {
         self.records(channel, |t| &t.votes)
     }
 
+    /// Starts epoch `epoch` of the channel: stores its record (opaque bytes,
+    /// see `node::epoch::EpochRecord`) and clears the consensus records of
+    /// the epoch that ended, in one transaction. The vote log is kept.
+    pub fn begin_epoch(&self, channel: &str, epoch: u64, record: &[u8]) -> Result<(), StoreError> {
+        let t = Tables::of(channel)?;
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut epochs = tx.open_table(U64Bytes::new(&t.epochs)).map_err(|e| self.err(e))?;
+            epochs.insert(epoch, record).map_err(|e| self.err(e))?;
+            let mut durable = tx.open_table(U64Bytes::new(&t.durable)).map_err(|e| self.err(e))?;
+            durable.retain(|_, _| false).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// The stored epoch records of the channel, oldest first (empty while
+    /// the channel is in its first epoch).
+    pub fn epochs(&self, channel: &str) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let t = Tables::of(channel)?;
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let rows = match tx.open_table(U64Bytes::new(&t.epochs)) {
+            Ok(rows) => rows,
+            // A store written before epochs existed: first epoch.
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![]),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut out = Vec::new();
+        for row in rows.iter().map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            out.push((k.value(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
     fn records(&self, channel: &str, table: impl Fn(&Tables) -> &String) -> Result<Vec<Durable>, StoreError> {
         let t = Tables::of(channel)?;
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
@@ -321,6 +358,28 @@ mod tests {
         let left = store.durable("ch").unwrap();
         assert_eq!(left.len(), 5, "votes 5..=8 and the stable record remain: {left:?}");
         assert_eq!(store.votes("ch").unwrap().len(), 8);
+    }
+
+    #[test]
+    fn beginning_an_epoch_stores_its_record_and_clears_the_consensus_records_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            store.create_channel("ch").unwrap();
+            assert!(store.epochs("ch").unwrap().is_empty());
+            let vote = Durable::Vote { kind: VoteKind::Commit, view: 0, seq: 1, digest: [1; 32] };
+            let b1 = block(1, [0; 32]);
+            store
+                .commit("ch", &WriteBatch { blocks: vec![(b1, vec![])], durable: vec![vote], ..Default::default() })
+                .unwrap();
+            store.begin_epoch("ch", 2, b"record of epoch 2").unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.epochs("ch").unwrap(), vec![(2, b"record of epoch 2".to_vec())]);
+        assert!(store.durable("ch").unwrap().is_empty(), "the old epoch's records are gone");
+        assert_eq!(store.votes("ch").unwrap().len(), 1, "the vote log is kept");
+        assert_eq!(store.height("ch").unwrap(), 1, "the ledger is kept");
     }
 
     #[test]

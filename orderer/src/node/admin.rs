@@ -9,6 +9,11 @@
 //! - `DELETE /participation/v1/channels/{channel}` — leave, deleting the
 //!   channel's ledger on this node.
 //!
+//! - `POST /admin/v1/channels/{channel}/rotate-keys` — announce a fresh MAC
+//!   key for the channel's next epoch now (the other consenters follow when
+//!   the announcement is ordered); answers `{channel, epoch, next_epoch,
+//!   announced}` with the current epoch.
+//!
 //! Every call needs a TLS client certificate of an admin of this node's own
 //! organisation.
 
@@ -18,7 +23,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use ca_tools::{OrgTrust, Role};
 use channels::proto::common::Block as PbBlock;
@@ -38,6 +43,7 @@ pub fn router(node: Arc<Node>, admins: OrgTrust, body_bytes_max: usize) -> Route
     Router::new()
         .route("/participation/v1/channels", get(list).post(join))
         .route("/participation/v1/channels/{channel}", get(info).delete(remove))
+        .route("/admin/v1/channels/{channel}/rotate-keys", post(rotate_keys))
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .with_state(AdminState { node, admins: Arc::new(admins) })
 }
@@ -164,6 +170,40 @@ async fn remove(
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e @ NodeError::NotJoined(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn rotate_keys(
+    State(s): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    Path(channel): Path<String>,
+) -> Response {
+    if let Err(r) = check_admin(&s, &peer) {
+        return *r;
+    }
+    let Some(entry) = s.node.entries.read().ok().and_then(|m| m.get(&channel).cloned()) else {
+        return error(StatusCode::NOT_FOUND, format!("channel {channel:?} is not joined on this node"));
+    };
+    match entry.handle.rotate_keys().await {
+        Some(answer) => (
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "channel": channel,
+                "epoch": answer.epoch,
+                "next_epoch": answer.epoch + 1,
+                "announced": answer.announced,
+                "info": if answer.announced {
+                    "this node's key for the next epoch is already ordered; the switch follows once a quorum announced"
+                } else {
+                    "this node announces a fresh key for the next epoch; the other consenters follow when it is ordered"
+                },
+            })),
+        )
+            .into_response(),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the channel is shutting down or runs without key rotation; retry later",
+        ),
     }
 }
 

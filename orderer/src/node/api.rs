@@ -363,7 +363,9 @@ pub fn fabric_block(state: &ApiState, entry: &ChannelEntry, number: Seq) -> Opti
     let block = state.store.block(channel, number).ok()??;
     let cert = state.store.certificate(channel, number).ok()??;
     let mut pb = channels::block::build_block(number, &block.previous_hash, block.envelopes);
-    BlockCertificate { epoch: entry.epoch, signatures: cert.signatures }.store(&mut pb);
+    // The epoch whose consenters signed it (their signatures bind the epoch).
+    let epoch = super::epoch::epoch_of_block(&entry.handle.status().borrow().epoch_bases, number);
+    BlockCertificate { epoch, signatures: cert.signatures }.store(&mut pb);
     Some(pb)
 }
 

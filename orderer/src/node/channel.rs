@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::epoch::{EpochError, EpochShell};
 use super::ops::ChannelMetrics;
 use crate::consensus::codec::{DecodeError, Reader, Writer};
 use crate::consensus::{
@@ -142,11 +143,31 @@ pub struct Status {
     pub pool: usize,
     pub in_flight: usize,
     pub stats: Stats,
+    /// The current epoch (MAC keys), and the block it started after.
+    pub epoch: u64,
+    pub epoch_base: Seq,
+    /// Epoch switches done since the process started.
+    pub epoch_switches: u64,
+    /// (epoch, base) of every epoch: which epoch certified which block.
+    pub epoch_bases: Arc<Vec<(u64, Seq)>>,
+    /// This node's announcement for the next epoch is in the ledger.
+    pub announced_next: bool,
+}
+
+/// The answer to a key-rotation request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RotateAnswer {
+    /// The current epoch; the rotation introduces the next one.
+    pub epoch: u64,
+    /// This node's announcement for the next epoch is already in the ledger.
+    pub announced: bool,
 }
 
 enum Request {
     Submit(Vec<u8>, oneshot::Sender<SubmitResult>),
     Stop(oneshot::Sender<()>),
+    /// Announce a key for the next epoch now (admin API).
+    RotateKeys(oneshot::Sender<Option<RotateAnswer>>),
 }
 
 /// A handle on a running channel task.
@@ -170,6 +191,14 @@ impl ChannelHandle {
         };
         self.metrics.submit_result(result.label());
         result
+    }
+
+    /// Asks the channel to announce a fresh MAC key for the next epoch.
+    /// `None` if the channel runs without epochs (or is shutting down).
+    pub async fn rotate_keys(&self) -> Option<RotateAnswer> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.send(Request::RotateKeys(tx)).await.ok()?;
+        rx.await.ok().flatten()
     }
 
     /// The channel's event-fed figures (also the hooks for the peer API).
@@ -217,10 +246,21 @@ pub enum ChannelError {
     Config(String),
     #[error("channel metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Epoch(#[from] EpochError),
 }
 
 /// Recovers the channel's state from the store and starts its task.
 pub fn spawn(params: ChannelParams) -> Result<(ChannelHandle, tokio::task::JoinHandle<()>), ChannelError> {
+    spawn_with_epochs(params, None)
+}
+
+/// [`spawn`], with the epoch machinery of the channel (key rotation); the
+/// parameters must be those of `epochs`' current epoch.
+pub fn spawn_with_epochs(
+    params: ChannelParams,
+    epochs: Option<EpochShell>,
+) -> Result<(ChannelHandle, tokio::task::JoinHandle<()>), ChannelError> {
     let channel = params.config.channel.clone();
     let store = params.store.clone();
     store.create_channel(&channel)?;
@@ -251,6 +291,10 @@ pub fn spawn(params: ChannelParams) -> Result<(ChannelHandle, tokio::task::JoinH
         submitted: HashMap::new(),
         pruned_at: None,
         phases,
+        epochs,
+        epoch_ended: None,
+        stats_before: Stats::default(),
+        announce_answer: None,
     };
     let join = tokio::spawn(task.run(req_rx, in_rx, params.tick));
     Ok((ChannelHandle { name: channel, requests: req_tx, inbound: in_tx, status: status_rx, metrics }, join))
@@ -264,8 +308,19 @@ fn recover_tip(
     validator: &dyn Validator,
 ) -> Result<Tip, StoreError> {
     let height = store.height(channel)?;
+    // The epoch starts after its base block (the genesis block, or the
+    // last block of the previous epoch): its checkpoint, valid without the
+    // signatures of this epoch.
+    let base = cfg.epoch_base;
     let mut tip = Tip::genesis(cfg.genesis_hash);
-    if height == 0 {
+    tip.executed = base;
+    tip.stable.seq = base;
+    if base > 0 {
+        if let Some(cert) = store.certificate(channel, base)? {
+            tip.stable.signatures = cert.signatures;
+        }
+    }
+    if height <= base {
         return Ok(tip);
     }
     tip.executed = height;
@@ -275,13 +330,25 @@ fn recover_tip(
         if n == height {
             tip.header_hash = block.header_hash;
         }
-        match store.certificate(channel, n)? {
-            Some(cert) if n % cfg.checkpoint_interval == 0 => tip.stable = cert,
-            Some(_) => {}
-            None => tip.uncertified.push((n, block.header_hash)),
+        if n > base {
+            match store.certificate(channel, n)? {
+                Some(cert) if n % cfg.checkpoint_interval == 0 => tip.stable = cert,
+                Some(_) => {}
+                None => tip.uncertified.push((n, block.header_hash)),
+            }
         }
         if n + cfg.dedup_window_blocks > height {
             tip.recent.push((n, block.envelopes.iter().filter_map(|e| validator.tx_id(e)).collect()));
+        }
+    }
+    // The announcements for the next epoch executed so far in this one.
+    let next = cfg.epoch.saturating_add(1);
+    for n in base + 1..=height {
+        let Some(block) = store.block(channel, n)? else { continue };
+        for envelope in &block.envelopes {
+            if let Some(a) = validator.announcement(envelope).filter(|a| a.epoch == next) {
+                tip.announced.push((n, a.consenter));
+            }
         }
     }
     Ok(tip)
@@ -303,6 +370,14 @@ struct Task {
     pruned_at: Option<Instant>,
     /// When the sequence numbers in flight reached their phases here.
     phases: PhaseClock,
+    /// Key rotation (None: the channel stays in its first epoch).
+    epochs: Option<EpochShell>,
+    /// The replica's epoch ended with this block: switch after the flush.
+    epoch_ended: Option<Seq>,
+    /// Counters of the replicas of earlier epochs (metrics are cumulative).
+    stats_before: Stats,
+    /// The answer to this node's last key announcement, when submitted.
+    announce_answer: Option<oneshot::Receiver<SubmitResult>>,
 }
 
 /// A span between two phases of one sequence number, measured by [`PhaseClock`].
@@ -418,6 +493,7 @@ impl Task {
                 },
                 r = requests.recv() => match r {
                     Some(Request::Submit(env, reply)) => self.submit(env, reply, &mut pending),
+                    Some(Request::RotateKeys(reply)) => self.rotate_keys(reply),
                     Some(Request::Stop(done)) => {
                         stopped = Some(done);
                         break;
@@ -438,6 +514,7 @@ impl Task {
             while drained < INPUTS_PER_COMMIT_MAX && admitted < REQUESTS_PER_COMMIT_MAX {
                 match requests.try_recv() {
                     Ok(Request::Submit(env, reply)) => self.submit(env, reply, &mut pending),
+                    Ok(Request::RotateKeys(reply)) => self.rotate_keys(reply),
                     Ok(Request::Stop(done)) => {
                         stopped = Some(done);
                         break;
@@ -449,6 +526,10 @@ impl Task {
             }
             if let Err(e) = self.flush(pending).await {
                 tracing::error!(channel = %self.channel, error = %e, "storage failed; stopping the channel rather than vote without durability");
+                break;
+            }
+            if let Err(e) = self.epoch_work().await {
+                tracing::error!(channel = %self.channel, error = %e, "epoch switch failed; stopping the channel rather than run with the wrong keys");
                 break;
             }
             if stopped.is_some() {
@@ -531,6 +612,9 @@ impl Task {
                 Output::Commit(block) => {
                     let ids: Vec<TxId> = block.envelopes.iter().filter_map(|e| self.replica_tx_id(e)).collect();
                     tracing::info!(channel = %self.channel, block = block.number, envelopes = block.envelopes.len(), "block committed");
+                    if let Some(shell) = self.epochs.as_mut() {
+                        shell.observe_block(&block.envelopes);
+                    }
                     pending.committed.push(BlockFigures {
                         envelopes: block.envelopes.len(),
                         bytes: block.envelopes.iter().map(Vec::len).sum(),
@@ -565,6 +649,10 @@ impl Task {
                 }
                 Output::Dropped { reason } => {
                     tracing::debug!(channel = %self.channel, reason = reason.as_str(), "message dropped");
+                }
+                Output::EpochEnded { epoch, last_seq } => {
+                    tracing::info!(channel = %self.channel, epoch, block = last_seq, "epoch ended; switching to the next one");
+                    self.epoch_ended = Some(last_seq);
                 }
                 Output::ForkDetected { seq } => {
                     tracing::error!(channel = %self.channel, block = seq, "a quorum certified a different block: more than f consenters are faulty");
@@ -633,9 +721,117 @@ impl Task {
             changing_view: r.is_changing_view(),
             pool: r.pool_len(),
             in_flight: r.in_flight(),
-            stats: r.stats().clone(),
+            stats: merged_stats(&self.stats_before, r.stats()),
+            epoch: r.config().epoch,
+            epoch_base: r.config().epoch_base,
+            epoch_switches: self.epochs.as_ref().map_or(0, |e| e.switches),
+            epoch_bases: self
+                .epochs
+                .as_ref()
+                .map_or_else(|| Arc::new(vec![(r.config().epoch, r.config().epoch_base)]), |e| e.bases.clone()),
+            announced_next: self.epochs.as_ref().is_some_and(|e| e.rotation.has_announced()),
         };
         self.status.send_replace(status);
+    }
+}
+
+/// Counters of two replicas added up (the metrics stay cumulative across
+/// an epoch switch, which starts a fresh replica).
+fn merged_stats(before: &Stats, now: &Stats) -> Stats {
+    let mut out = now.clone();
+    for (reason, n) in &before.dropped {
+        *out.dropped.entry(*reason).or_default() += n;
+    }
+    for (reason, n) in &before.view_changes {
+        *out.view_changes.entry(*reason).or_default() += n;
+    }
+    out.conflicting_votes += before.conflicting_votes;
+    out.refused_double_votes += before.refused_double_votes;
+    out.proposals += before.proposals;
+    out
+}
+
+/// Key rotation: the epoch switch and this node's announcements. The logic
+/// lives in [`super::epoch`]; this is where it meets the replica and the
+/// store.
+impl Task {
+    fn rotate_keys(&mut self, reply: oneshot::Sender<Option<RotateAnswer>>) {
+        let answer = self.epochs.as_mut().map(|shell| {
+            shell.rotation.request();
+            RotateAnswer { epoch: shell.epoch(), announced: shell.rotation.has_announced() }
+        });
+        tracing::info!(channel = %self.channel, ?answer, "key rotation requested by an admin");
+        let _ = reply.send(answer);
+    }
+
+    /// After each group commit: switch epochs if the replica's epoch ended,
+    /// then submit this node's announcement if a trigger fired.
+    async fn epoch_work(&mut self) -> Result<(), EpochError> {
+        if let Some(last_seq) = self.epoch_ended.take() {
+            self.switch_epoch(last_seq).await?;
+        }
+        let Some(shell) = self.epochs.as_mut() else { return Ok(()) };
+        if let Some(rx) = self.announce_answer.as_mut() {
+            match rx.try_recv() {
+                Ok(SubmitResult::Accepted { .. } | SubmitResult::Refused(Refusal::Duplicate)) => {
+                    self.announce_answer = None;
+                }
+                Ok(other) => {
+                    tracing::warn!(channel = %self.channel, answer = ?other, "key announcement not admitted; retrying at the next block");
+                    shell.rotation.refused();
+                    self.announce_answer = None;
+                }
+                Err(oneshot::error::TryRecvError::Empty) => return Ok(()),
+                Err(oneshot::error::TryRecvError::Closed) => self.announce_answer = None,
+            }
+        }
+        let executed = self.replica.executed();
+        // Also after the quorum fixed the epoch's end: an announcement
+        // ordered up to that block still counts for the next key set.
+        if !shell.rotation.submit_due(executed, shell.record.base, Instant::now()) {
+            return Ok(());
+        }
+        // The secret is durable before the announcement is built.
+        let envelope = shell.announcement()?;
+        shell.rotation.submitted(executed);
+        tracing::info!(channel = %self.channel, epoch = shell.epoch() + 1, "announcing a fresh MAC key for the next epoch");
+        let (tx, rx) = oneshot::channel();
+        self.announce_answer = Some(rx);
+        let mut pending = Pending::default();
+        self.step(Input::Request(envelope), &mut pending, Some(tx));
+        self.flush(pending).await?;
+        Ok(())
+    }
+
+    /// The replica's epoch ended with block `last_seq` (stored with its
+    /// certificate by the flush that preceded): store the next epoch's record
+    /// and clear the old records in one transaction, start the next epoch's
+    /// replica, hand it the requests still waiting, erase old keys.
+    async fn switch_epoch(&mut self, last_seq: Seq) -> Result<(), EpochError> {
+        let Some(shell) = self.epochs.as_mut() else {
+            tracing::error!(channel = %self.channel, "the epoch ended but this channel runs without key rotation; it stops ordering");
+            return Ok(());
+        };
+        let next = shell.prepare_next(&self.store, last_seq)?;
+        let epoch = next.record.epoch;
+        self.store.begin_epoch(&self.channel, epoch, &next.record.encode())?;
+        let (parts, keys) = next.into_parts();
+        let tip = recover_tip(&self.store, &self.channel, &parts.config, &parts.validator)?;
+        let replica =
+            Replica::new(parts.config, Box::new(parts.crypto), parts.macs, Box::new(parts.validator), tip, &[])
+                .map_err(|e| EpochError::Identity(super::identity::IdentityError::Config(e)))?;
+        let waiting = self.replica.pending_envelopes();
+        self.stats_before = merged_stats(&self.stats_before, self.replica.stats());
+        self.replica = replica;
+        let erased = shell.switched(keys)?;
+        self.metrics.epoch_started();
+        tracing::info!(channel = %self.channel, epoch, base = last_seq, resubmitted = waiting.len(), erased_keys = erased, "epoch switched: new MAC keys in use, older private keys erased");
+        let mut pending = Pending::default();
+        for envelope in waiting {
+            self.step(Input::Request(envelope), &mut pending, None);
+        }
+        self.flush(pending).await?;
+        Ok(())
     }
 }
 

@@ -130,6 +130,8 @@ pub struct ChannelTuning {
     pub max_message_count: Option<u32>,
     /// `bft.pipeline_window`; the checkpoint interval is lowered to it when larger.
     pub pipeline_window: Option<u64>,
+    /// `key_rotation.every_blocks`: rotate the MAC keys every this many blocks.
+    pub rotate_every_blocks: Option<u64>,
 }
 
 /// A channel configuration tuned for a local network: small batches, short
@@ -172,6 +174,9 @@ fn dev_channel(opts: &DevOptions, crypto: &Path, tuning: ChannelTuning) -> Resul
     };
     if let (Some(n), Some(batch)) = (tuning.max_message_count, config.batch.as_mut()) {
         batch.max_message_count = n;
+    }
+    if let (Some(n), Some(rotation)) = (tuning.rotate_every_blocks, config.key_rotation.as_mut()) {
+        rotation.every_blocks = n;
     }
     if let (Some(w), Some(bft)) = (tuning.pipeline_window, config.bft.as_mut()) {
         bft.pipeline_window = w;
@@ -367,8 +372,14 @@ pub async fn spawn_nodes(opts: &DevOptions, configs: &[PathBuf], env: &[(&str, &
 
 /// Starts the network and runs until Ctrl-C (or the demo ends).
 pub async fn run(opts: DevOptions) -> Result<(), DevError> {
+    run_tuned(opts, ChannelTuning::default()).await
+}
+
+/// [`run`], with the channel configuration's overrides (used when the
+/// folder has no genesis block yet).
+pub async fn run_tuned(opts: DevOptions, tuning: ChannelTuning) -> Result<(), DevError> {
     let opts = absolute(&opts)?;
-    let configs = prepare(&opts)?;
+    let configs = prepare_tuned(&opts, tuning)?;
     let mut children = spawn_nodes(&opts, &configs, &[]).await?;
     let network = write_network_json(&opts, &children)?;
     print_usage(&opts, &network);

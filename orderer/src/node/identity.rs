@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use ca_tools::{PublicKey, SigningKey};
+use channels::announcement::{is_announcement, AnnouncementVerifier};
 use channels::envelope::{decode_envelope, verify_envelope, ChannelTrust};
 use channels::ChannelConfig;
 use hkdf::Hkdf;
@@ -14,7 +15,7 @@ use sha2::Sha256;
 use thiserror::Error;
 use x25519_dalek::{PublicKey as XPublic, StaticSecret};
 
-use crate::consensus::{Config, Crypto, Digest, Limits, MacKeys, ReplicaId, TxId, Validator};
+use crate::consensus::{Announcement, Config, Crypto, Digest, Limits, MacKeys, ReplicaId, TxId, Validator};
 
 /// Why a channel cannot be run by this node.
 #[derive(Debug, Error)]
@@ -110,18 +111,49 @@ impl VerifiedCache {
     }
 }
 
-/// Validates client envelopes for one channel.
+/// Validates client envelopes for one channel in one epoch, and recognises
+/// the consenters' key announcements for the next epoch.
 pub struct EnvelopeValidator {
     trust: ChannelTrust,
     bytes_max: usize,
     verified: std::sync::Arc<VerifiedCache>,
+    announcements: AnnouncementVerifier,
+    /// The epoch of the replica this validator serves: announcements are
+    /// admitted for the next one only.
+    epoch: u64,
 }
 
 impl EnvelopeValidator {
+    /// A validator for the channel's first epoch.
     pub fn new(config: &ChannelConfig, verified: std::sync::Arc<VerifiedCache>) -> Result<Self, IdentityError> {
         let trust = ChannelTrust::new(config).map_err(|e| IdentityError::Config(e.to_string()))?;
         let bytes_max = config.batch.as_ref().map_or(10 << 20, |b| b.absolute_max_bytes as usize);
-        Ok(Self { trust, bytes_max, verified })
+        let announcements = AnnouncementVerifier::new(config);
+        Ok(Self { trust, bytes_max, verified, announcements, epoch: super::server::FIRST_EPOCH })
+    }
+
+    /// The same validator for a replica of `epoch`.
+    pub fn for_epoch(mut self, epoch: u64) -> Self {
+        self.epoch = epoch;
+        self
+    }
+
+    /// Admission of a key announcement: full envelope verification now,
+    /// the pinned consenter certificate, and the next epoch.
+    fn validate_announcement(&self, envelope: &[u8]) -> Result<TxId, String> {
+        let announced = self
+            .announcements
+            .verify_submitted(envelope, &self.trust, ca_tools::now_unix())
+            .map_err(|e| e.to_string())?;
+        let next = self.epoch.saturating_add(1);
+        if announced.epoch != next {
+            return Err(format!(
+                "key announcement of consenter {} is for epoch {}, but the channel is in epoch {} and only \
+                 announcements for epoch {next} are ordered",
+                announced.consenter, announced.epoch, self.epoch
+            ));
+        }
+        parse_tx_id(&announced.tx_id).ok_or_else(|| "tx id is not 64 hex digits".to_string())
     }
 }
 
@@ -133,6 +165,11 @@ pub fn parse_tx_id(hex_id: &str) -> Option<TxId> {
 
 impl Validator for EnvelopeValidator {
     fn validate(&self, envelope: &[u8]) -> Result<TxId, String> {
+        if is_announcement(envelope) {
+            // Never from the cache: the peer API checks envelopes, not
+            // whose key an announcement carries.
+            return self.validate_announcement(envelope);
+        }
         if self.verified.take(envelope) {
             return self.tx_id(envelope).ok_or_else(|| "tx id is not 64 hex digits".to_string());
         }
@@ -144,6 +181,13 @@ impl Validator for EnvelopeValidator {
     fn tx_id(&self, envelope: &[u8]) -> Option<TxId> {
         let d = decode_envelope(envelope, self.bytes_max).ok()?;
         parse_tx_id(&d.channel_header.tx_id)
+    }
+
+    /// Deterministic: no clock, no revocation list (every replica must
+    /// count the same announcements from the same ordered bytes).
+    fn announcement(&self, envelope: &[u8]) -> Option<Announcement> {
+        let announced = self.announcements.verify(envelope).ok()?;
+        Some(Announcement { consenter: announced.consenter, epoch: announced.epoch })
     }
 }
 
@@ -195,24 +239,51 @@ pub fn mac_keys(
     me: ReplicaId,
     secret: &StaticSecret,
 ) -> Result<MacKeys, IdentityError> {
+    mac_keys_from(&config.channel_id, &genesis_public_keys(config)?, epoch, me, secret)
+}
+
+/// The consenters' X25519 public keys of the first epoch, from the channel
+/// configuration.
+pub fn genesis_public_keys(config: &ChannelConfig) -> Result<BTreeMap<ReplicaId, [u8; 32]>, IdentityError> {
+    config
+        .consenters
+        .iter()
+        .map(|c| {
+            let public: [u8; 32] =
+                c.mac_public_key.as_slice().try_into().map_err(|_| IdentityError::NoMacKey { id: c.id })?;
+            Ok((c.id, public))
+        })
+        .collect()
+}
+
+/// Pairwise MAC keys of `me` for `epoch` from the consenters' public keys of
+/// that epoch (see [`mac_keys`]); `secret` must be the private half of
+/// `publics[me]`.
+pub fn mac_keys_from(
+    channel: &str,
+    publics: &BTreeMap<ReplicaId, [u8; 32]>,
+    epoch: u64,
+    me: ReplicaId,
+    secret: &StaticSecret,
+) -> Result<MacKeys, IdentityError> {
     let mut keys = BTreeMap::new();
-    for c in &config.consenters {
-        let public: [u8; 32] =
-            c.mac_public_key.as_slice().try_into().map_err(|_| IdentityError::NoMacKey { id: c.id })?;
-        if c.id == me {
-            if XPublic::from(secret).as_bytes() != &public {
+    for (&id, public) in publics {
+        if id == me {
+            if XPublic::from(secret).as_bytes() != public {
                 return Err(IdentityError::MacKeyFile {
                     path: "node.mac_key_file".into(),
                     detail: format!(
-                        "its public key is not the one channel {} lists for consenter {me}",
-                        config.channel_id
+                        "its public key is not the one channel {channel} lists for consenter {me} in epoch {epoch}"
                     ),
                 });
             }
             continue;
         }
-        let shared = secret.diffie_hellman(&XPublic::from(public));
-        keys.insert(c.id, derive_pair_key(shared.as_bytes(), &config.channel_id, epoch, me, c.id));
+        let shared = secret.diffie_hellman(&XPublic::from(*public));
+        keys.insert(id, derive_pair_key(shared.as_bytes(), channel, epoch, me, id));
+    }
+    if !publics.contains_key(&me) {
+        return Err(IdentityError::NotAConsenter(me, channel.to_string()));
     }
     Ok(MacKeys::new(keys))
 }
@@ -307,5 +378,63 @@ mod tests {
         assert_ne!(k1.mac(2, b"m"), other_epoch.mac(2, b"m"), "keys are bound to the epoch");
         // A node whose key is not the one the channel lists refuses to run.
         assert!(mac_keys(&config, 1, 1, &secrets[1]).is_err());
+    }
+
+    const CONSORTIUM: &str = r#"
+orgs:
+  - name: Org1
+    msp_id: Org1MSP
+    orderers: [{ name: orderer0 }, { name: orderer1 }, { name: orderer2 }, { name: orderer3 }]
+    clients: [{ name: User1 }]
+"#;
+
+    #[test]
+    fn the_validator_orders_only_a_consenters_own_announcement_for_the_next_epoch() {
+        use channels::announcement::build_announcement;
+        use channels::proto::common::HeaderType;
+        use prost::Message;
+        let dir = tempfile::tempdir().unwrap();
+        let network = ca_tools::NetworkConfig::from_yaml(CONSORTIUM).unwrap();
+        let summary = ca_tools::generate_network(&network, dir.path(), false).unwrap();
+        let config = channels::config_from_network("ch", &summary, |i, o| (o.name.clone(), 7050 + i as u16)).unwrap();
+        let msp = |kind: &str, name: &str| {
+            ca_tools::Msp::load(None, &dir.path().join(format!("Org1/{kind}/{name}/msp"))).unwrap()
+        };
+        let cache = std::sync::Arc::new(VerifiedCache::default());
+        let validator = EnvelopeValidator::new(&config, cache.clone()).unwrap();
+        let orderer0 = msp("orderers", "orderer0");
+        let id = config.consenters[0].id;
+        let good = build_announcement("ch", &orderer0, id, 2, &[5; 32]).unwrap().encode_to_vec();
+        assert!(validator.validate(&good).is_ok());
+        assert_eq!(validator.announcement(&good), Some(Announcement { consenter: id, epoch: 2 }));
+        // Only for the next epoch: a validator of epoch 2 refuses it as stale.
+        let stale = EnvelopeValidator::new(&config, cache.clone()).unwrap().for_epoch(2);
+        assert!(stale.validate(&good).unwrap_err().contains("only announcements for epoch 3"));
+        let early = build_announcement("ch", &orderer0, id, 3, &[5; 32]).unwrap().encode_to_vec();
+        assert!(validator.validate(&early).is_err());
+        // Another consenter's id: refused, and never counted — even when the
+        // peer API's cache has seen the bytes.
+        let other = config.consenters[1].id;
+        let forged = build_announcement("ch", &orderer0, other, 2, &[5; 32]).unwrap().encode_to_vec();
+        cache.insert(&forged);
+        let why = validator.validate(&forged).unwrap_err();
+        assert!(why.contains("only a consenter may announce its own key"), "{why}");
+        assert_eq!(validator.announcement(&forged), None);
+        // A client cannot create one at all.
+        let client = msp("users", "User1");
+        let data =
+            channels::proto::bftorderer::KeyAnnouncement { consenter_id: id, epoch: 2, x25519_public_key: vec![5; 32] }
+                .encode_to_vec();
+        let by_client = channels::envelope::build_envelope_now("ch", &client, &data, HeaderType::BftKeyAnnouncement)
+            .unwrap()
+            .encode_to_vec();
+        assert!(validator.validate(&by_client).unwrap_err().contains("role"));
+        assert_eq!(validator.announcement(&by_client), None);
+        // Ordinary envelopes are not announcements.
+        let tx = channels::envelope::build_envelope_now("ch", &client, b"tx", HeaderType::EndorserTransaction)
+            .unwrap()
+            .encode_to_vec();
+        assert!(validator.validate(&tx).is_ok());
+        assert_eq!(validator.announcement(&tx), None);
     }
 }

@@ -9,6 +9,7 @@ pub mod channel;
 pub mod client;
 pub mod client_cli;
 pub mod dev;
+pub mod epoch;
 pub mod identity;
 pub mod ops;
 pub mod server;

@@ -223,6 +223,14 @@ fn render_channels(reg: &Registry, channels: &[Arc<ChannelEntry>], node_id: u32)
         "Key rotation policy: a new epoch every this many seconds (0: off)",
         ch,
     )?;
+    let switches =
+        counter(reg, "bft_epoch_switches_total", "Epoch switches (MAC key rotations) this process carried out", ch)?;
+    let announced = gauge(
+        reg,
+        "bft_epoch_next_announced",
+        "1 once this node's key announcement for the next epoch is in the ledger",
+        ch,
+    )?;
     let consenters = gauge(reg, "bft_consenters", "Consenters of the channel", ch)?;
     let quorum = gauge(reg, "bft_quorum", "Votes needed for a quorum on the channel", ch)?;
     let expiry = gauge(
@@ -254,11 +262,13 @@ fn render_channels(reg: &Registry, channels: &[Arc<ChannelEntry>], node_id: u32)
         changing.with_label_values(&[ch]).set(i64::from(st.changing_view));
         pool.with_label_values(&[ch]).set(st.pool as i64);
         in_flight.with_label_values(&[ch]).set(st.in_flight as i64);
-        epoch.with_label_values(&[ch]).set(to_i64(entry.epoch));
-        // Epoch changes are not implemented yet: the first epoch starts at genesis.
-        if entry.epoch == super::server::FIRST_EPOCH {
-            epoch_height.with_label_values(&[ch]).set(0);
-        }
+        // A channel task that has not published its status yet shows epoch 0:
+        // fall back to the epoch the channel was joined in.
+        let current = if st.epoch == 0 { entry.epoch } else { st.epoch };
+        epoch.with_label_values(&[ch]).set(to_i64(current));
+        epoch_height.with_label_values(&[ch]).set(to_i64(st.epoch_base));
+        switches.with_label_values(&[ch]).inc_by(st.epoch_switches);
+        announced.with_label_values(&[ch]).set(i64::from(st.announced_next));
         let policy = entry.config.key_rotation.unwrap_or_default();
         rotate_blocks.with_label_values(&[ch]).set(to_i64(policy.every_blocks));
         rotate_seconds.with_label_values(&[ch]).set(to_i64(policy.every_seconds));

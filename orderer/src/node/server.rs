@@ -16,7 +16,8 @@ use thiserror::Error;
 
 use super::api::{self, ApiState, ChannelEntry, TlsListener};
 use super::channel::{self, ChannelParams, Transport};
-use super::identity::{self, EnvelopeValidator, NodeCrypto};
+use super::epoch::{EpochContext, EpochShell, KeyFiles};
+use super::identity;
 use super::ops::{self, LinkStats, OpsState};
 use crate::config::NodeConfig;
 use crate::consensus::ReplicaId;
@@ -181,22 +182,28 @@ impl Node {
         }
         let genesis_hash = genesis.header.as_ref().map(|h| h.hash()).unwrap_or_default();
         let cfg = &self.cfg;
-        let consensus = identity::consensus_config(
-            &config,
-            me,
-            FIRST_EPOCH,
-            genesis_hash,
-            cfg.consensus.tick_ms,
-            cfg.consensus.pool_max,
-        )?;
-        let key = Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?.key;
-        let crypto = NodeCrypto::new(key, &config, me)?;
+        let msp = Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?;
         let verified = Arc::new(identity::VerifiedCache::default());
-        let validator = EnvelopeValidator::new(&config, verified.clone())?;
-        let mut macs = identity::mac_keys(&config, FIRST_EPOCH, me, &self.mac_secret)?;
-        if cfg.consensus.sign_all_messages {
-            macs = macs.signing_everything();
-        }
+        // The current epoch (the latest stored epoch record, else the first
+        // one) and the replica parts of it: keys, validator, parameters.
+        self.store.create_channel(&name)?;
+        let (shell, parts) = EpochShell::start(
+            EpochContext {
+                config: config.clone(),
+                me,
+                msp,
+                first_secret: self.mac_secret.clone(),
+                keys: KeyFiles::new(&cfg.node.data_dir, &name),
+                tick_ms: cfg.consensus.tick_ms,
+                pool_max: cfg.consensus.pool_max,
+                sign_all_messages: cfg.consensus.sign_all_messages,
+                verified: verified.clone(),
+            },
+            &self.store,
+            genesis_hash,
+        )
+        .map_err(|e| Self::channel_err(&name, e))?;
+        let epoch = shell.epoch();
         let trust = ChannelTrust::new(&config).map_err(|e| Self::channel_err(&name, e))?;
         let orgs = config.org_trust().map_err(|e| Self::channel_err(&name, e))?;
         let dir = channels_dir(cfg);
@@ -209,16 +216,19 @@ impl Node {
             let all: Vec<(PbBlock, ChannelConfig)> = joined.values().cloned().collect();
             self.links.replace_peers(consenter_endpoints(&all, me)?).map_err(|e| NodeError::Net(e.to_string()))?;
         }
-        let (handle, _join) = channel::spawn(ChannelParams {
-            config: consensus,
-            crypto: Box::new(crypto),
-            macs,
-            validator: Box::new(validator),
-            store: self.store.clone(),
-            transport: self.transport.clone(),
-            tick: Duration::from_millis(cfg.consensus.tick_ms),
-            queue_max: cfg.consensus.queue_max,
-        })
+        let (handle, _join) = channel::spawn_with_epochs(
+            ChannelParams {
+                config: parts.config,
+                crypto: Box::new(parts.crypto),
+                macs: parts.macs,
+                validator: Box::new(parts.validator),
+                store: self.store.clone(),
+                transport: self.transport.clone(),
+                tick: Duration::from_millis(cfg.consensus.tick_ms),
+                queue_max: cfg.consensus.queue_max,
+            },
+            Some(shell),
+        )
         .map_err(|e| Self::channel_err(&name, e))?;
         let body_bytes_max = config.batch.as_ref().map_or(cfg.api.body_bytes_max, |b| b.absolute_max_bytes as usize);
         let entry = Arc::new(ChannelEntry {
@@ -227,7 +237,7 @@ impl Node {
             orgs,
             trust,
             genesis,
-            epoch: FIRST_EPOCH,
+            epoch,
             body_bytes_max: body_bytes_max.min(cfg.api.body_bytes_max),
             config,
         });
@@ -252,6 +262,10 @@ impl Node {
             joined.remove(name);
         }
         self.store.remove_channel(name)?;
+        // Its private MAC keys go with it.
+        if let Err(e) = KeyFiles::new(&self.cfg.node.data_dir, name).erase_except(&[]) {
+            tracing::warn!(channel = %name, error = %e, "could not erase the channel's epoch keys");
+        }
         let dir = channels_dir(&self.cfg);
         let _ = std::fs::remove_file(dir.join(format!("{name}.block")));
         std::fs::write(dir.join(format!("{name}.removed")), b"removed with the admin API\n")

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ca_tools::{Msp, TlsIdentity};
 use orderer::node::client::HttpsClient;
-use orderer::node::dev::{ports, prepare, DevOptions};
+use orderer::node::dev::{ports, prepare, prepare_tuned, ChannelTuning, DevOptions};
 
 pub const CHANNEL: &str = "devchannel";
 
@@ -27,6 +27,23 @@ pub fn network(dir: &Path, nodes: usize) -> Cluster {
         hosts: vec![],
     };
     let configs = prepare(&opts).unwrap();
+    Cluster { procs: (0..nodes).map(|_| None).collect(), opts, configs }
+}
+
+/// [`network`] with the channel configuration's overrides, on ports offset
+/// by `port_offset` (two clusters in one test process).
+pub fn network_tuned(dir: &Path, nodes: usize, tuning: ChannelTuning, port_offset: u16) -> Cluster {
+    let base_port = 30_000 + (std::process::id() % 2_500) as u16 * 10;
+    let opts = DevOptions {
+        nodes,
+        dir: dir.join("net"),
+        channel: CHANNEL.into(),
+        base_port: base_port.wrapping_add(port_offset),
+        demo: 0,
+        exit_after_demo: true,
+        hosts: vec![],
+    };
+    let configs = prepare_tuned(&opts, tuning).unwrap();
     Cluster { procs: (0..nodes).map(|_| None).collect(), opts, configs }
 }
 
