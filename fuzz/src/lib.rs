@@ -710,7 +710,8 @@ impl Program {
                 | Output::ViewChangeStarted { .. }
                 | Output::NewViewInstalled { .. }
                 | Output::Dropped { .. }
-                | Output::ForkDetected { .. } => {}
+                | Output::ForkDetected { .. }
+                | Output::Evidence(_) => {}
             }
         }
     }

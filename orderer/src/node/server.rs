@@ -191,6 +191,7 @@ impl Node {
         )?;
         let key = Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?.key;
         let crypto = NodeCrypto::new(key, &config, me)?;
+        let audit_signer = NodeCrypto::new(Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?.key, &config, me)?;
         let verified = Arc::new(identity::VerifiedCache::default());
         let validator = EnvelopeValidator::new(&config, verified.clone())?;
         let mut macs = identity::mac_keys(&config, FIRST_EPOCH, me, &self.mac_secret)?;
@@ -218,6 +219,7 @@ impl Node {
             transport: self.transport.clone(),
             tick: Duration::from_millis(cfg.consensus.tick_ms),
             queue_max: cfg.consensus.queue_max,
+            audit_signer: Some(Box::new(audit_signer)),
         })
         .map_err(|e| Self::channel_err(&name, e))?;
         let body_bytes_max = config.batch.as_ref().map_or(cfg.api.body_bytes_max, |b| b.absolute_max_bytes as usize);
@@ -391,7 +393,8 @@ pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
         addr: cfg.admin.listen.clone(),
         detail: e.to_string(),
     })?;
-    let admin_router = super::admin::router(node.clone(), admin_trust, cfg.admin.body_bytes_max);
+    let admin_router = super::admin::router(node.clone(), admin_trust.clone(), cfg.admin.body_bytes_max)
+        .merge(super::audit_api::router(node.clone(), admin_trust));
     tokio::spawn(async move {
         if let Err(e) = api::serve_peer_api(admin_listener, admin_router).await {
             tracing::error!(error = %e, "admin API stopped");

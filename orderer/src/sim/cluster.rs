@@ -120,6 +120,8 @@ pub struct Report {
     pub must_drop_accepted: u64,
     /// With `record_points`: the persistence points of honest nodes.
     pub points: Vec<PersistPoint>,
+    /// The vote-log audit of the run (`sim::audit`).
+    pub audit: super::audit::AuditFigures,
 }
 
 enum Payload {
@@ -145,6 +147,8 @@ struct Node {
     crash_after: Option<usize>,
     /// Steps this instance ran, across restarts.
     steps: u64,
+    /// Its signed vote log (durable, as the store).
+    audit: super::audit::NodeLog,
 }
 
 struct Net {
@@ -199,6 +203,8 @@ pub struct Cluster {
     votes_seen: HashMap<(ReplicaId, VoteKind, u64, u64), Digest>,
     views_installed: BTreeSet<u64>,
     report: Report,
+    /// Byzantine block shares delivered to honest replicas (the audit's truth).
+    delivered: super::audit::Delivered,
 }
 
 impl Cluster {
@@ -273,6 +279,7 @@ impl Cluster {
                 adversary,
                 crash_after: None,
                 steps: 0,
+                audit: super::audit::NodeLog::new(CHANNEL, *id),
             });
         }
         let mut c = Cluster {
@@ -297,6 +304,7 @@ impl Cluster {
             votes_seen: HashMap::new(),
             views_installed: BTreeSet::new(),
             report: Report::default(),
+            delivered: super::audit::Delivered::default(),
             sc,
         };
         for i in 0..c.nodes.len() {
@@ -468,6 +476,7 @@ impl Cluster {
         if self.report.safety.is_empty() && !self.all_done() {
             self.report.liveness.push(self.liveness_summary());
         }
+        self.audit();
         self.report.blocks = self.canon.len() as u64;
         self.report.view_changes = self.views_installed.len() as u64;
         self.report.ticks = self.now;
@@ -651,6 +660,11 @@ impl Cluster {
                         None => Some(bytes),
                     };
                     let Some(bytes) = bytes else { continue };
+                    if let Some(r) = self.nodes[i].replica.as_ref().filter(|_| self.honest.contains(&self.nodes[i].id)) {
+                        let byzantine =
+                            self.members.iter().copied().filter(|m| !self.honest.contains(m) && !self.twin_ids.contains(m)).collect();
+                        self.delivered.note(&bytes, r, &byzantine);
+                    }
                     let alive = self.nodes[i].replica.is_some();
                     let outputs = self.step(i, Input::Message(bytes));
                     // A node that crashed in this very step lost its outputs:
@@ -758,7 +772,9 @@ impl Cluster {
                 self.send_from(i, &others, frame);
             }
             Output::Persist(records) => {
+                let signer = self.keyring.signer(id);
                 let node = &mut self.nodes[i];
+                node.audit.persist(records, node.replica.as_ref(), EPOCH, &signer);
                 let stable = records.iter().any(|r| matches!(r, Durable::Stable(_)));
                 node.store.extend(records.iter().cloned());
                 if stable {
@@ -804,6 +820,10 @@ impl Cluster {
                     self.report.safety.push(format!("seed {}: node {id} detected a fork at block {seq}", self.sc.seed));
                 }
             }
+            Output::Evidence(shares) => {
+                let signer = self.keyring.signer(id);
+                self.nodes[i].audit.evidence(shares, &signer);
+            }
             Output::Admitted { .. } | Output::Refused { .. } | Output::Dropped { .. } => {}
         }
     }
@@ -820,6 +840,39 @@ impl Cluster {
         for o in sends {
             self.transmit(i, o);
         }
+    }
+
+    /// The offline verifier over every instance's vote log and the honest
+    /// replicas' certificates: each conflicting share delivered is found,
+    /// every evidence file checks, no honest replica is accused.
+    fn audit(&mut self) {
+        let n = self.members.len();
+        let f = (n - 1) / 3;
+        let quorum = (n + f + 2) / 2;
+        let logs: Vec<(ReplicaId, &[crate::audit::Record])> =
+            self.nodes.iter().map(|n| (n.id, n.audit.records.as_slice())).collect();
+        let certs: Vec<Certificate> = self
+            .nodes
+            .iter()
+            .filter(|n| self.honest.contains(&n.id))
+            .flat_map(|n| n.certs.values().cloned())
+            .collect();
+        let fig = super::audit::check(
+            CHANNEL,
+            &self.members,
+            quorum,
+            &self.keyring,
+            &logs,
+            &certs,
+            EPOCH,
+            &self.canon,
+            &self.delivered,
+            &self.honest,
+        );
+        for m in fig.misses.iter().filter(|m| !m.contains("not found")) {
+            self.report.safety.push(format!("seed {}: audit: {m}", self.sc.seed));
+        }
+        self.report.audit = fig;
     }
 
     /// An honest replica never votes two digests for one (kind, view, seq),

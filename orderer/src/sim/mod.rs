@@ -10,6 +10,7 @@
 //! same seed replays the same run exactly.
 
 pub mod adversary;
+pub mod audit;
 pub mod cluster;
 pub mod identity;
 pub mod rng;
@@ -62,6 +63,10 @@ pub struct Summary {
     pub crash_runs: u64,
     pub per_strategy: BTreeMap<Strategy, Figures>,
     pub failures: Vec<Failure>,
+    /// The vote-log audit over all runs (see [`audit`]).
+    pub audit: audit::AuditFigures,
+    /// Runs in which a Byzantine replica delivered a conflicting share.
+    pub audit_runs: u64,
 }
 
 impl Summary {
@@ -83,6 +88,18 @@ impl Summary {
             self.must_drop_accepted += r.must_drop_accepted;
             if crash_at.is_some() {
                 self.crash_runs += 1;
+            }
+            let a = &r.audit;
+            self.audit.performed += a.performed;
+            self.audit.found += a.found;
+            self.audit.evidence += a.evidence;
+            self.audit.evidence_valid += a.evidence_valid;
+            self.audit.honest_accused += a.honest_accused;
+            self.audit_runs += u64::from(a.performed > 0);
+            for m in &a.misses {
+                if self.audit.misses.len() < 20 {
+                    self.audit.misses.push(format!("seed {seed}: {m}"));
+                }
             }
             for s in &strategies {
                 let f = self.per_strategy.entry(*s).or_default();
