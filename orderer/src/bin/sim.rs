@@ -75,7 +75,8 @@ struct Args {
     #[arg(long)]
     mutant: Option<String>,
     /// Also fail unless the vote-log audit found every conflicting block
-    /// share a Byzantine replica delivered (and at least one was).
+    /// share a Byzantine replica delivered (and at least one was), except
+    /// those whose every receiver crashed before it could judge them.
     #[arg(long)]
     audit_complete: bool,
 }
@@ -292,12 +293,13 @@ fn main() -> ExitCode {
         println!("audit miss: {m}");
     }
     println!(
-        "audit: seeds={} runs_with_equivocation={} equivocations_performed={} found={} missed={} evidence={} evidence_valid={} honest_accused={}",
+        "audit: seeds={} runs_with_equivocation={} equivocations_performed={} found={} lost_in_receiver_crash={} missed={} evidence={} evidence_valid={} honest_accused={}",
         summary.seeds,
         summary.audit_runs,
         a.performed,
         a.found,
-        a.performed - a.found,
+        a.lost_in_crash,
+        a.performed - a.found - a.lost_in_crash,
         a.evidence,
         a.evidence_valid,
         a.honest_accused
@@ -321,7 +323,8 @@ fn main() -> ExitCode {
     } else {
         summary.safety_violations == 0 && summary.liveness_failures == 0
     };
-    let audit_ok = !args.audit_complete || (a.performed > 0 && a.found == a.performed && a.honest_accused == 0);
+    let audit_ok = !args.audit_complete
+        || (a.performed > 0 && a.found + a.lost_in_crash == a.performed && a.honest_accused == 0);
     if ok && audit_ok {
         ExitCode::SUCCESS
     } else {

@@ -16,7 +16,7 @@ use crate::audit::verify::{verify, BlockVotes, Keys};
 use crate::audit::{Entry, LogWriter, Record};
 use crate::consensus::message::Body;
 use crate::consensus::{
-    Certificate, Crypto, Digest, Durable, Frame, Limits, Replica, ReplicaId, Seq, SignedShare, VoteKind,
+    Certificate, Crypto, Digest, Durable, Frame, Limits, Output, Replica, ReplicaId, Seq, SignedShare, VoteKind,
 };
 
 /// Conflicting shares remembered per run, at most.
@@ -60,26 +60,73 @@ impl NodeLog {
     }
 }
 
-/// Block shares of Byzantine replicas delivered to honest ones within the
-/// receiver's window: (sender, seq) -> header hashes.
-#[derive(Default)]
-pub struct Delivered {
-    shares: BTreeMap<(ReplicaId, Seq), BTreeSet<Digest>>,
+/// The honest replica a share reached, and where it stood.
+#[derive(Clone, Copy, Debug)]
+pub struct Receiver {
+    /// Its instance index in the cluster.
+    pub index: usize,
+    /// Its stable checkpoint and window: shares outside are ignored.
+    pub low: Seq,
+    pub window: u64,
+    /// Blocks it had executed.
+    pub executed: Seq,
 }
 
+/// Block shares of Byzantine replicas accepted by honest ones within their
+/// window: (sender, seq) -> header hash -> (receiver, its restarts then,
+/// whether it had executed `seq`).
+#[derive(Default)]
+pub struct Delivered {
+    shares: BTreeMap<(ReplicaId, Seq), BTreeMap<Digest, Vec<(usize, u64, bool)>>>,
+    restarts: BTreeMap<usize, u64>,
+}
+
+/// Receivers remembered per share, at most.
+const RECEIVERS_MAX: usize = 64;
+
 impl Delivered {
-    /// A frame from a Byzantine replica reached honest `receiver`.
-    pub fn note(&mut self, bytes: &[u8], receiver: &Replica, byzantine: &BTreeSet<ReplicaId>) {
+    /// Instance `index` restarted (what it held in memory is gone).
+    pub fn restarted(&mut self, index: usize) {
+        *self.restarts.entry(index).or_default() += 1;
+    }
+
+    /// A frame from a Byzantine replica was accepted (not dropped) by an
+    /// honest replica.
+    pub fn note(
+        &mut self,
+        bytes: &[u8],
+        at: Receiver,
+        outputs: &[Output],
+        honest: &BTreeSet<ReplicaId>,
+        twins: &[ReplicaId],
+    ) {
         let Ok(f) = Frame::decode(bytes, &Limits::default()) else { return };
         let Body::BlockSig { seq, header_hash, .. } = f.body else { return };
-        if !byzantine.contains(&f.sender) || self.shares.len() >= DELIVERED_MAX {
+        let byzantine = !honest.contains(&f.sender) && !twins.contains(&f.sender);
+        if !byzantine || self.shares.len() >= DELIVERED_MAX {
             return;
         }
-        let low = receiver.stable_seq();
-        if seq <= low || seq > low + 4 * receiver.config().window {
+        if seq <= at.low || seq > at.low.saturating_add(4 * at.window) {
             return;
         }
-        self.shares.entry((f.sender, seq)).or_default().insert(header_hash);
+        if outputs.iter().any(|o| matches!(o, Output::Dropped { .. })) {
+            return;
+        }
+        let restarts = self.restarts.get(&at.index).copied().unwrap_or_default();
+        let list = self.shares.entry((f.sender, seq)).or_default().entry(header_hash).or_default();
+        if list.len() < RECEIVERS_MAX {
+            list.push((at.index, restarts, at.executed >= seq));
+        }
+    }
+
+    /// Every receiver of the lies about `key` held them in memory only (it
+    /// had not executed that block, so could not judge them) and crashed
+    /// afterwards: nobody can have kept the evidence.
+    fn lost_in_crash(&self, key: &(ReplicaId, Seq), truth: &Digest) -> bool {
+        let Some(by_hash) = self.shares.get(key) else { return false };
+        by_hash.iter().filter(|(h, _)| *h != truth).flat_map(|(_, r)| r).all(|(index, restarts, judged)| {
+            !judged && self.restarts.get(index).copied().unwrap_or_default() > *restarts
+        })
     }
 }
 
@@ -91,6 +138,9 @@ pub struct AuditFigures {
     pub performed: u64,
     /// Of those, found by the verifier.
     pub found: u64,
+    /// Of those not found, the ones whose every honest receiver crashed
+    /// before it executed that block (the share was in memory only).
+    pub lost_in_crash: u64,
     /// Evidence files, and those `check_evidence` accepts.
     pub evidence: u64,
     pub evidence_valid: u64,
@@ -192,12 +242,14 @@ pub fn check(
     }
     for ((sender, seq), hashes) in &delivered.shares {
         let Some(truth) = canon.get(seq) else { continue };
-        if hashes.iter().all(|h| h == truth) {
+        if hashes.keys().all(|h| h == truth) {
             continue;
         }
         fig.performed += 1;
         if accused.contains(&(*sender, *seq)) {
             fig.found += 1;
+        } else if delivered.lost_in_crash(&(*sender, *seq), truth) {
+            fig.lost_in_crash += 1;
         } else {
             fig.misses.push(format!("replica {sender} delivered a conflicting share for block {seq}; not found"));
         }

@@ -351,6 +351,7 @@ impl Cluster {
 
     /// Starts (or restarts) node `i` from its ledger and durable records.
     fn start(&mut self, i: usize) {
+        self.delivered.restarted(i);
         let id = self.nodes[i].id;
         let cfg = self.config(id);
         let node = &mut self.nodes[i];
@@ -660,13 +661,14 @@ impl Cluster {
                         None => Some(bytes),
                     };
                     let Some(bytes) = bytes else { continue };
-                    if let Some(r) = self.nodes[i].replica.as_ref().filter(|_| self.honest.contains(&self.nodes[i].id)) {
-                        let byzantine =
-                            self.members.iter().copied().filter(|m| !self.honest.contains(m) && !self.twin_ids.contains(m)).collect();
-                        self.delivered.note(&bytes, r, &byzantine);
-                    }
+                    let window = self.nodes[i].replica.as_ref().map(|r| (r.stable_seq(), r.config().window));
                     let alive = self.nodes[i].replica.is_some();
-                    let outputs = self.step(i, Input::Message(bytes));
+                    let outputs = self.step(i, Input::Message(bytes.clone()));
+                    if let Some((low, window)) = window.filter(|_| self.honest.contains(&self.nodes[i].id)) {
+                        let executed = self.nodes[i].ledger.len() as Seq;
+                        let at = super::audit::Receiver { index: i, low, window, executed };
+                        self.delivered.note(&bytes, at, &outputs, &self.honest, &self.twin_ids);
+                    }
                     // A node that crashed in this very step lost its outputs:
                     // nothing to judge.
                     let judged = alive && self.nodes[i].replica.is_some();

@@ -92,6 +92,7 @@ impl Summary {
             let a = &r.audit;
             self.audit.performed += a.performed;
             self.audit.found += a.found;
+            self.audit.lost_in_crash += a.lost_in_crash;
             self.audit.evidence += a.evidence;
             self.audit.evidence_valid += a.evidence_valid;
             self.audit.honest_accused += a.honest_accused;
