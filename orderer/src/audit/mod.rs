@@ -56,3 +56,6 @@ pub mod store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -268,6 +268,34 @@ mod tests {
     }
 
     #[test]
+    fn the_audit_finds_every_conflicting_block_share_and_accuses_no_honest_replica() {
+        let (mut performed, mut found, mut lost) = (0, 0, 0);
+        for seed in 0..20 {
+            for (n, byz) in [(4, 1), (7, 2)] {
+                let r = run(scenario(seed, n, byz, only(Strategy::ConflictingVotes)));
+                assert!(r.safety.is_empty(), "seed {seed}: {:?}", r.safety);
+                let a = &r.audit;
+                assert_eq!(a.honest_accused, 0, "seed {seed}: {:?}", a.misses);
+                assert_eq!(a.evidence, a.evidence_valid, "seed {seed}: {:?}", a.misses);
+                performed += a.performed;
+                found += a.found;
+                lost += a.lost_in_crash;
+            }
+        }
+        assert!(performed > 100, "the strategy hardly equivocated: {performed}");
+        assert_eq!(found + lost, performed, "missed equivocations");
+    }
+
+    #[test]
+    fn honest_clusters_keep_clean_vote_logs() {
+        for seed in 0..10 {
+            let r = run(scenario(seed, 4, 0, all()));
+            assert!(r.safety.is_empty(), "seed {seed}: {:?}", r.safety);
+            assert_eq!((r.audit.evidence, r.audit.performed), (0, 0), "seed {seed}: {:?}", r.audit.misses);
+        }
+    }
+
+    #[test]
     fn mixes_parse_and_name_in_a_fixed_order() {
         let m = Mix::parse("replay+equivocate").unwrap();
         assert!(m.has(Strategy::Replay) && m.has(Strategy::Equivocate));
