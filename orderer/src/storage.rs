@@ -127,7 +127,9 @@ impl Store {
         {
             let mut chans = tx.open_table(CHANNELS).map_err(|e| self.err(e))?;
             chans.remove(channel).map_err(|e| self.err(e))?;
-            for name in [&t.blocks, &t.certs, &t.durable, &t.votes, &t.audit] {
+            // The signed vote log is kept: it is evidence of what this
+            // consenter signed, and a rejoin continues its chain.
+            for name in [&t.blocks, &t.certs, &t.durable, &t.votes] {
                 tx.delete_table(U64Bytes::new(name)).map_err(|e| self.err(e))?;
             }
             tx.delete_table(BytesU64::new(&t.txids)).map_err(|e| self.err(e))?;

@@ -165,6 +165,25 @@ impl RecordLine {
     /// The record this line shows, for the log of `consenter` on `channel`.
     pub fn to_record(&self, channel: &str, consenter: ReplicaId) -> Result<Record, String> {
         let need = |v: Option<u64>, what: &str| v.ok_or_else(|| format!("{what} missing"));
+        // Only the fields of its kind: anything else would not be signed.
+        let present = [
+            ("view", self.view.is_some()),
+            ("seq", self.seq.is_some()),
+            ("height", self.height.is_some()),
+            ("header_hash", self.header_hash.is_some()),
+            ("digest", self.digest.is_some()),
+            ("signer", self.signer.is_some()),
+            ("share_signature", self.share_signature.is_some()),
+        ];
+        let allowed: &[&str] = match self.kind.as_str() {
+            "block" => &["view", "seq", "header_hash"],
+            "view-change" => &["view", "height", "digest"],
+            "observed-share" => &["seq", "header_hash", "signer", "share_signature"],
+            other => return Err(format!("unknown kind {other:?}")),
+        };
+        if let Some((field, _)) = present.iter().find(|(f, set)| *set && !allowed.contains(f)) {
+            return Err(format!("field {field} does not belong to a {} record", self.kind));
+        }
         let entry = match self.kind.as_str() {
             "block" => Entry::Block {
                 epoch: self.epoch,

@@ -248,6 +248,19 @@ fn an_altered_line_that_is_no_record_is_reported() {
 }
 
 #[test]
+fn a_field_of_another_kind_added_to_a_record_is_reported() {
+    let net = Net::new();
+    let text = &honest_exports(&net)[0];
+    // Record 5 is the view change: a header hash added to it is not signed.
+    let added = edit_lines(text, |l| {
+        assert!(l[6].contains("view-change"));
+        l[6] = l[6].replacen('{', &format!("{{\"header_hash\":\"{}\",", "ff".repeat(32)), 1);
+    });
+    let p = problems_of(&net, &added);
+    assert!(p.iter().any(|x| x.contains("line 7") && x.contains("does not belong")), "{p:?}");
+}
+
+#[test]
 fn a_header_certificate_other_than_the_pinned_one_is_reported() {
     let net = Net::new();
     let text = &honest_exports(&net)[0];
@@ -362,6 +375,20 @@ fn view_change_equivocation_is_found() {
     let vc: Vec<&EvidenceFile> = report.evidence.iter().filter(|e| e.kind == "view-change").collect();
     assert_eq!(vc.len(), 1, "{}", report.text());
     assert!(check_evidence(vc[0], &net).is_ok());
+}
+
+#[test]
+fn a_rolled_back_log_is_reported() {
+    let net = Net::new();
+    let old = log(&net, 1, 8, vec![]);
+    // Restored from a copy taken at block 4, then went on differently.
+    let mut w = LogWriter::resume(CH, 1, Some(&old[3]));
+    let mut new = old[..4].to_vec();
+    new.push(w.append(Entry::ViewChange { epoch: 0, view: 2, height: 4, digest: [3; 32] }, &net.signers[&1]));
+    let logs = vec![parse(&export_text(&net, 1, &old)), parse(&export_text(&net, 1, &new))];
+    let report = verify(&net, &logs, &[]);
+    let c = &report.consenters[0];
+    assert!(c.problems.iter().any(|p| p.contains("record 4 differs") && p.contains("rolled back")), "{:?}", c.problems);
 }
 
 #[test]

@@ -173,6 +173,29 @@ pub fn verify(keys: &dyn Keys, logs: &[LogFile], blocks: &[BlockVotes]) -> Repor
             *e = (e.0.min(lo), e.1.max(hi));
         }
     }
+    // Two exports of one consenter's log must agree where they overlap: a
+    // different record at the same index means the log was rolled back
+    // (a data folder restored from an older copy) or forked.
+    let mut seen: BTreeMap<(String, ReplicaId, u64), (Digest, String)> = BTreeMap::new();
+    for log in logs {
+        for (_, r) in &log.records {
+            let key = (r.channel.clone(), r.consenter, r.index);
+            match seen.get(&key) {
+                Some((h, other)) if *h != r.hash() => {
+                    if let Some(c) = per.get_mut(&(r.channel.clone(), r.consenter)) {
+                        c.problems.push(format!(
+                            "record {} differs between {other} and {}: the log was rolled back or forked (a data folder restored from an older copy?)",
+                            r.index, log.source
+                        ));
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(key, (r.hash(), log.source.clone()));
+                }
+            }
+        }
+    }
     for b in blocks {
         check_block(keys, b, &mut report, &mut ledger, &voted, &covered, &mut per);
     }
