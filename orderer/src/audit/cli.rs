@@ -56,7 +56,9 @@ pub fn export_offline(a: &ExportArgs) -> Result<String, AuditError> {
         )));
     }
     let store = Store::open(&db).map_err(|e| {
-        AuditError::Input(format!("{e} (is the node still running? export offline from a stopped node, or use the admin API)"))
+        AuditError::Input(format!(
+            "{e} (is the node still running? export offline from a stopped node, or use the admin API)"
+        ))
     })?;
     let genesis = a.data.join("channels").join(format!("{}.block", a.channel));
     let config = read_block(&genesis).ok().and_then(|b| channels::config_from_genesis(&b).ok());

@@ -70,7 +70,15 @@ impl Statement {
         }
     }
 
-    pub fn share(channel: &str, signer: ReplicaId, epoch: Epoch, seq: Seq, hash: &Digest, sig: &[u8], at: &str) -> Self {
+    pub fn share(
+        channel: &str,
+        signer: ReplicaId,
+        epoch: Epoch,
+        seq: Seq,
+        hash: &Digest,
+        sig: &[u8],
+        at: &str,
+    ) -> Self {
         Statement::CertificateShare {
             channel: channel.to_owned(),
             signer,
@@ -116,7 +124,12 @@ impl Statement {
                         "the certificate share of consenter {signer} for block {seq} does not verify with its key"
                     ));
                 }
-                Ok(Claim { channel: channel.clone(), signer: *signer, slot: Slot::Block { epoch: *epoch, seq: *seq }, value: hash })
+                Ok(Claim {
+                    channel: channel.clone(),
+                    signer: *signer,
+                    slot: Slot::Block { epoch: *epoch, seq: *seq },
+                    value: hash,
+                })
             }
         }
     }
@@ -145,7 +158,13 @@ pub struct EvidenceFile {
 }
 
 impl EvidenceFile {
-    pub fn new(channel: &str, consenter: ReplicaId, slot: Slot, certificate: String, statements: Vec<Statement>) -> Self {
+    pub fn new(
+        channel: &str,
+        consenter: ReplicaId,
+        slot: Slot,
+        certificate: String,
+        statements: Vec<Statement>,
+    ) -> Self {
         let summary = summary(channel, consenter, slot);
         let (kind, epoch, seq, view) = match slot {
             Slot::Block { epoch, seq } => ("block", epoch, Some(seq), None),

@@ -7,7 +7,7 @@ use crate::consensus::{Crypto, ReplicaId, Seq};
 use crate::storage::Store;
 
 /// Most records one export holds: export a longer log in block ranges.
-pub const EXPORT_RECORDS_MAX: usize = 1_000_000;
+pub const EXPORT_RECORDS_MAX: usize = 200_000;
 
 /// What to export.
 #[derive(Clone, Debug)]
@@ -78,9 +78,12 @@ pub fn export(
         0 => None,
         n => store.audit_records(channel, n - 1..=n - 1, 1)?.1.pop(),
     };
-    let id = records.first().map(|r| r.consenter).or(head.as_ref().map(|r| r.consenter)).or(consenter).ok_or_else(
-        || AuditError::Input(format!("channel {channel} has no vote-log records in this store yet")),
-    )?;
+    let id = records
+        .first()
+        .map(|r| r.consenter)
+        .or(head.as_ref().map(|r| r.consenter))
+        .or(consenter)
+        .ok_or_else(|| AuditError::Input(format!("channel {channel} has no vote-log records in this store yet")))?;
     let header = Header {
         format: FORMAT.into(),
         version: VERSION,

@@ -27,7 +27,7 @@ pub const HEAD_DOMAIN: &[u8] = b"bftorderer/vote-log-head/v1\0";
 /// Longest line read (a certificate chain in the header is the longest).
 pub const LINE_BYTES_MAX: usize = 256 * 1024;
 /// Most records one file may hold.
-pub const RECORDS_MAX: usize = 10_000_000;
+pub const RECORDS_MAX: usize = 2_000_000;
 
 /// Why an export file cannot be read at all (problems of single records
 /// are reported by the verifier instead).
@@ -35,7 +35,9 @@ pub const RECORDS_MAX: usize = 10_000_000;
 pub enum FormatError {
     #[error("{path}: {detail}")]
     Io { path: String, detail: String },
-    #[error("{path}: the first line is not a vote-log header: {detail} (is this a file written by `orderer audit export`?)")]
+    #[error(
+        "{path}: the first line is not a vote-log header: {detail} (is this a file written by `orderer audit export`?)"
+    )]
     Header { path: String, detail: String },
     #[error("{path}: format version {version} is not supported: this verifier reads version {VERSION}")]
     Version { path: String, version: u32 },
@@ -279,7 +281,8 @@ pub fn read_export<R: BufRead>(source: &str, input: &mut R) -> Result<LogFile, F
         }
         lines.push(String::from_utf8_lossy(&buf).trim_end().to_owned());
     }
-    let first = lines.first().ok_or_else(|| FormatError::Header { path: source.into(), detail: "empty file".into() })?;
+    let first =
+        lines.first().ok_or_else(|| FormatError::Header { path: source.into(), detail: "empty file".into() })?;
     let header: Header = serde_json::from_str(first)
         .map_err(|e| FormatError::Header { path: source.to_owned(), detail: e.to_string() })?;
     if header.format != FORMAT {

@@ -45,13 +45,12 @@ pub mod store {
 
     /// Appends `records` to the log table; they must continue it exactly.
     pub fn append(table: &mut Table<'_, u64, &'static [u8]>, records: &[Record]) -> Result<(), String> {
-        let mut next = table.last().map_err(|e| e.to_string())?.map(|(k, _)| k.value() + 1).unwrap_or(0);
-        for r in records {
+        let first = table.last().map_err(|e| e.to_string())?.map(|(k, _)| k.value() + 1).unwrap_or(0);
+        for (next, r) in (first..).zip(records) {
             if r.index != next {
                 return Err(format!("vote-log record {} does not follow the stored log of {next} records", r.index));
             }
             table.insert(r.index, r.encode().as_slice()).map_err(|e| e.to_string())?;
-            next += 1;
         }
         Ok(())
     }

@@ -233,7 +233,8 @@ fn a_truncated_export_is_reported() {
     assert!(p.iter().any(|x| x.contains("records removed or the file truncated")), "{p:?}");
     // The header edited to hide it: the end line's signature breaks.
     let n = log(&net, 1, 12, vec![]).len();
-    let hidden = edit_lines(&dropped, |l| l[0] = l[0].replace(&format!("\"records\":{n}"), &format!("\"records\":{}", n - 1)));
+    let hidden =
+        edit_lines(&dropped, |l| l[0] = l[0].replace(&format!("\"records\":{n}"), &format!("\"records\":{}", n - 1)));
     let p = problems_of(&net, &hidden);
     assert!(p.iter().any(|x| x.contains("end line's signature is invalid")), "{p:?}");
 }
@@ -274,7 +275,8 @@ fn a_header_certificate_other_than_the_pinned_one_is_reported() {
 /// it as observed.
 fn equivocation(net: &Net) -> Vec<LogFile> {
     let bytes = channels::block::certificate_signing_bytes(CH, 0, 7, &hash(7, 1));
-    let lie = SignedShare { signer: 4, epoch: 0, seq: 7, header_hash: hash(7, 1), signature: net.signers[&4].sign(&bytes) };
+    let lie =
+        SignedShare { signer: 4, epoch: 0, seq: 7, header_hash: hash(7, 1), signature: net.signers[&4].sign(&bytes) };
     (1..=4)
         .map(|id| {
             let extra = if id == 2 { vec![Entry::Observed(lie.clone())] } else { vec![] };
@@ -323,9 +325,15 @@ fn evidence_that_proves_nothing_is_refused() {
     // Statements about two different heights.
     let mut apart = e;
     let other = certificates(&net, 8).pop().unwrap();
-    apart.statements[0] = Statement::share(CH, 4, 0, 8, &other.header_hash, &net.signers[&4].sign(
-        &channels::block::certificate_signing_bytes(CH, 0, 8, &other.header_hash),
-    ), "x");
+    apart.statements[0] = Statement::share(
+        CH,
+        4,
+        0,
+        8,
+        &other.header_hash,
+        &net.signers[&4].sign(&channels::block::certificate_signing_bytes(CH, 0, 8, &other.header_hash)),
+        "x",
+    );
     assert!(check_evidence(&apart, &net).is_err());
 }
 
@@ -360,7 +368,11 @@ fn a_share_in_a_certificate_without_its_log_record_is_reported() {
     let logs = vec![parse(&export_text(&net, 2, &rewritten))];
     let report = verify(&net, &logs, &certificates(&net, 8));
     let c = &report.consenters[0];
-    assert!(c.problems.iter().any(|p| p.contains("certificate of block 6") && p.contains("no record")), "{:?}", c.problems);
+    assert!(
+        c.problems.iter().any(|p| p.contains("certificate of block 6") && p.contains("no record")),
+        "{:?}",
+        c.problems
+    );
 }
 
 #[test]
@@ -418,7 +430,8 @@ fn the_store_keeps_the_log_contiguous() {
     assert_eq!((length, back), (records.len() as u64, records.clone()));
     // A range export: blocks 3..=6 are a contiguous run with the view change.
     let range = super::export::ExportRange { from: 3, to: Some(6) };
-    let bytes = super::export::export(&store, CH, None, &|id| format!("cert-{id}"), &range, Some(&net.signers[&1])).unwrap();
+    let bytes =
+        super::export::export(&store, CH, None, &|id| format!("cert-{id}"), &range, Some(&net.signers[&1])).unwrap();
     let file = parse(std::str::from_utf8(&bytes).unwrap());
     let heights: Vec<u64> = file.records.iter().map(|(_, r)| r.entry.height()).collect();
     assert_eq!(heights, vec![3, 4, 5, 5, 6]);

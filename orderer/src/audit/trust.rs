@@ -128,9 +128,7 @@ impl Keys for ConfigKeys {
         if list.iter().any(|(pinned, _)| ders(pinned).first() == Some(first)) {
             Ok(())
         } else {
-            Err(format!(
-                "it is not the identity certificate the channel configuration pins for consenter {consenter}"
-            ))
+            Err(format!("it is not the identity certificate the channel configuration pins for consenter {consenter}"))
         }
     }
 

@@ -256,10 +256,8 @@ fn check_log(
         let signed = r.signing_bytes();
         let valid = keys.verify(&r.channel, r.consenter, &signed, &r.signature);
         if !valid {
-            c.problems.push(format!(
-                "{src}: record {} (line {line}) has an invalid signature: forged or altered",
-                r.index
-            ));
+            c.problems
+                .push(format!("{src}: record {} (line {line}) has an invalid signature: forged or altered", r.index));
         }
         match prev {
             None if r.index == 0 && r.prev != [0; 32] => {
@@ -338,9 +336,11 @@ fn check_log(
             let signature = hex::decode(&end.signature).unwrap_or_default();
             let signed = match head {
                 Some(head) if !signature.is_empty() => {
-                    let ok = keys.verify(&h.channel, h.consenter, &head_signing_bytes(h, end.log_length, &head), &signature);
+                    let ok =
+                        keys.verify(&h.channel, h.consenter, &head_signing_bytes(h, end.log_length, &head), &signature);
                     if !ok {
-                        c.problems.push(format!("{src}: the end line's signature is invalid: header or end line altered"));
+                        c.problems
+                            .push(format!("{src}: the end line's signature is invalid: header or end line altered"));
                     }
                     ok
                 }

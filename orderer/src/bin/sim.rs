@@ -323,8 +323,8 @@ fn main() -> ExitCode {
     } else {
         summary.safety_violations == 0 && summary.liveness_failures == 0
     };
-    let audit_ok = !args.audit_complete
-        || (a.performed > 0 && a.found + a.lost_in_crash == a.performed && a.honest_accused == 0);
+    let audit_ok =
+        !args.audit_complete || (a.performed > 0 && a.found + a.lost_in_crash == a.performed && a.honest_accused == 0);
     if ok && audit_ok {
         ExitCode::SUCCESS
     } else {

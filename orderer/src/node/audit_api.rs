@@ -35,7 +35,12 @@ pub struct AuditLog {
 
 impl AuditLog {
     /// Continues the stored log of `channel`.
-    pub fn resume(store: &Store, channel: &str, me: ReplicaId, signer: Box<dyn Crypto + Send>) -> Result<Self, StoreError> {
+    pub fn resume(
+        store: &Store,
+        channel: &str,
+        me: ReplicaId,
+        signer: Box<dyn Crypto + Send>,
+    ) -> Result<Self, StoreError> {
         let (length, _) = store.audit_records(channel, 0..=0, 0)?;
         let last = match length {
             0 => None,

@@ -673,8 +673,12 @@ impl Adversary {
                             }
                             let mut header_hash = [0u8; 32];
                             header_hash[..8].copy_from_slice(&rng.next_u64().to_be_bytes());
-                            let bytes =
-                                channels::block::certificate_signing_bytes(&self.channel, self.epoch, *seq, &header_hash);
+                            let bytes = channels::block::certificate_signing_bytes(
+                                &self.channel,
+                                self.epoch,
+                                *seq,
+                                &header_hash,
+                            );
                             let signature = self.crypto.sign(&bytes);
                             (*t, Body::BlockSig { seq: *seq, header_hash, signature })
                         })

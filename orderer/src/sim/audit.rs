@@ -77,9 +77,13 @@ pub struct Receiver {
 /// whether it had executed `seq`).
 #[derive(Default)]
 pub struct Delivered {
-    shares: BTreeMap<(ReplicaId, Seq), BTreeMap<Digest, Vec<(usize, u64, bool)>>>,
+    shares: BTreeMap<(ReplicaId, Seq), BTreeMap<Digest, Vec<Reception>>>,
     restarts: BTreeMap<usize, u64>,
 }
+
+/// One honest receiver of a share: its instance index, its restarts at
+/// the time, and whether it had executed that block.
+type Reception = (usize, u64, bool);
 
 /// Receivers remembered per share, at most.
 const RECEIVERS_MAX: usize = 64;
@@ -150,11 +154,19 @@ pub struct AuditFigures {
     pub misses: Vec<String>,
 }
 
-struct SimKeys {
+/// The simulator's keys as the verifier sees them (certificates are not
+/// modelled: every header certificate is accepted).
+pub struct SimKeys {
     channel: String,
     members: Vec<ReplicaId>,
     keyring: Arc<Keyring>,
     quorum: usize,
+}
+
+impl SimKeys {
+    pub fn new(channel: &str, members: &[ReplicaId], keyring: &Arc<Keyring>, quorum: usize) -> Self {
+        Self { channel: channel.to_owned(), members: members.to_vec(), keyring: keyring.clone(), quorum }
+    }
 }
 
 impl Keys for SimKeys {
@@ -193,7 +205,7 @@ pub fn check(
     delivered: &Delivered,
     honest: &BTreeSet<ReplicaId>,
 ) -> AuditFigures {
-    let keys = SimKeys { channel: channel.to_owned(), members: members.to_vec(), keyring: keyring.clone(), quorum };
+    let keys = SimKeys::new(channel, members, keyring, quorum);
     let files: Vec<LogFile> = logs
         .iter()
         .enumerate()
@@ -257,7 +269,8 @@ pub fn check(
     // Honest logs verify cleanly.
     for c in &report.consenters {
         if honest.contains(&c.consenter) && (!c.problems.is_empty() || !c.gaps.is_empty() || c.truncated) {
-            fig.misses.push(format!("honest replica {}'s log has problems: {:?} {:?}", c.consenter, c.problems, c.gaps));
+            fig.misses
+                .push(format!("honest replica {}'s log has problems: {:?} {:?}", c.consenter, c.problems, c.gaps));
         }
     }
     fig

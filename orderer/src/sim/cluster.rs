@@ -853,12 +853,8 @@ impl Cluster {
         let quorum = (n + f + 2) / 2;
         let logs: Vec<(ReplicaId, &[crate::audit::Record])> =
             self.nodes.iter().map(|n| (n.id, n.audit.records.as_slice())).collect();
-        let certs: Vec<Certificate> = self
-            .nodes
-            .iter()
-            .filter(|n| self.honest.contains(&n.id))
-            .flat_map(|n| n.certs.values().cloned())
-            .collect();
+        let certs: Vec<Certificate> =
+            self.nodes.iter().filter(|n| self.honest.contains(&n.id)).flat_map(|n| n.certs.values().cloned()).collect();
         let fig = super::audit::check(
             CHANNEL,
             &self.members,
