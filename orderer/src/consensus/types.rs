@@ -234,6 +234,10 @@ pub enum Output {
     ForkDetected {
         seq: Seq,
     },
+    /// Validly signed block-certificate shares of one consenter that
+    /// contradict what this replica executed or an earlier share of the same
+    /// consenter: transferable evidence, kept in the vote log (see `audit`).
+    Evidence(Vec<super::evidence::SignedShare>),
 }
 
 /// The normal-case phases a sequence number goes through at one replica, in
@@ -270,7 +274,8 @@ impl Output {
             | Output::EpochEnded { .. }
             | Output::NewViewInstalled { .. }
             | Output::Dropped { .. }
-            | Output::ForkDetected { .. } => (&[], None),
+            | Output::ForkDetected { .. }
+            | Output::Evidence(_) => (&[], None),
         };
         records.iter().filter_map(Durable::phase).chain(committed.map(|seq| (seq, Phase::Committed)))
     }
