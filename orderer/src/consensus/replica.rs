@@ -275,7 +275,9 @@ impl Replica {
         }
         // Rebuild P and Q (and the proposals of the current view) from votes.
         let stable = self.stable.seq;
-        let votes: Vec<_> = self.voted.iter().map(|(k, d)| (*k, *d)).collect();
+        let mut votes: Vec<_> = self.voted.iter().map(|(k, d)| (*k, *d)).collect();
+        // A fixed order (the hash map's is not): restarts replay exactly.
+        votes.sort_unstable();
         for ((kind, view, seq), digest) in votes {
             if seq <= stable {
                 continue;
@@ -569,7 +571,10 @@ impl Replica {
         // backup would complain alone, short of the f+1 needed.
         let mut forward = Vec::new();
         let mut complain = false;
-        for p in self.pool.values_mut() {
+        // In arrival order (not the hash map's): which requests are relayed
+        // must be the same in every run of a seed.
+        for id in self.pool_order.values() {
+            let Some(p) = self.pool.get_mut(id) else { continue };
             if self.now.saturating_sub(p.arrived) >= self.cfg.complain_timeout_ticks {
                 complain = true;
             } else if self.now.saturating_sub(p.forwarded) >= self.cfg.forward_timeout_ticks {
@@ -1147,7 +1152,18 @@ impl Replica {
         }
     }
 
+    /// Blocks fetched by state transfer, in order. Each must extend the
+    /// chain (number, previous hash, data hash, header hash). A block with a
+    /// valid certificate is applied with every block of the response below
+    /// it: its header hash fixes theirs through the chain, so a block whose
+    /// own certificate never formed (f faulty consenters withheld or forked
+    /// their shares while honest ones lagged) still reaches every replica,
+    /// which then signs its share of it. Blocks after the last valid
+    /// certificate of the response are not applied. A certificate that
+    /// carries signatures but does not verify taints the response.
     fn on_blocks(&mut self, blocks: Vec<CertifiedBlock>, out: &mut Vec<Output>) {
+        let mut run: Vec<(CertifiedBlock, bool)> = Vec::new();
+        let (mut next, mut last_header) = (self.executed + 1, self.last_header);
         for cb in blocks.into_iter().take(FETCH_BLOCKS_MAX as usize) {
             let b = &cb.block;
             if b.number <= self.executed {
@@ -1159,28 +1175,46 @@ impl Replica {
                 break;
             }
             let data_hash = channels::block::data_hash(&b.envelopes);
-            let header_hash = channels::block::header_hash(b.number, &self.last_header, &data_hash);
-            let ok = b.number == self.executed + 1
-                && b.previous_hash == self.last_header
+            let header_hash = channels::block::header_hash(b.number, &last_header, &data_hash);
+            let chained = b.number == next
+                && b.previous_hash == last_header
                 && b.data_hash == data_hash
-                && b.header_hash == header_hash
-                && cb.certificate.seq == b.number
+                && b.header_hash == header_hash;
+            let certified = cb.certificate.seq == b.number
                 && cb.certificate.header_hash == header_hash
                 && self.certificate_valid(&cb.certificate);
-            if !ok {
-                return self.drop_msg(DropReason::InvalidBlocks, out);
+            if !chained || (!certified && !cb.certificate.signatures.is_empty()) {
+                self.drop_msg(DropReason::InvalidBlocks, out);
+                break;
             }
-            let seq = b.number;
-            self.apply_block(cb.block, out);
-            self.uncertified.remove(&seq);
-            self.last_certified = self.now;
-            out.push(Output::Certified(cb.certificate.clone()));
-            if seq.is_multiple_of(self.cfg.checkpoint_interval) {
-                self.make_stable(cb.certificate, out);
+            next += 1;
+            last_header = header_hash;
+            run.push((cb, certified));
+            if certified {
+                for (cb, certified) in std::mem::take(&mut run) {
+                    self.apply_fetched(cb, certified, out);
+                }
             }
         }
         self.last_fetch = None;
         self.execute_ready(out);
+    }
+
+    /// Applies one verified fetched block; a block vouched for only by a
+    /// later certificate gets this replica's signature share.
+    fn apply_fetched(&mut self, cb: CertifiedBlock, certified: bool, out: &mut Vec<Output>) {
+        let seq = cb.block.number;
+        self.apply_block(cb.block, out);
+        if !certified {
+            self.sign_block(seq, out);
+            return;
+        }
+        self.uncertified.remove(&seq);
+        self.last_certified = self.now;
+        out.push(Output::Certified(cb.certificate.clone()));
+        if seq.is_multiple_of(self.cfg.checkpoint_interval) {
+            self.make_stable(cb.certificate, out);
+        }
     }
 
     // ----- client requests --------------------------------------------------------

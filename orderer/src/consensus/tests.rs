@@ -907,3 +907,33 @@ fn the_next_epoch_starts_from_the_last_block_without_its_signatures() {
     let out = next.input(1, Input::Message(stale));
     assert_eq!(dropped(&out), vec![DropReason::WrongEpoch]);
 }
+
+#[test]
+fn a_block_whose_certificate_never_formed_is_fetched_through_a_later_certified_one() {
+    // Block 1 travels without its certificate (its shares never reached a
+    // quorum anywhere), block 2 with a valid one: block 2's header hash fixes
+    // block 1 through the chain, so the lagging replica applies both, and
+    // signs its own share of block 1 (it never had a certificate to show).
+    let (mut h, mut blocks) = two_fetchable_blocks();
+    blocks[0].certificate.signatures.clear();
+    let ring = h.ring.clone();
+    let out = fetch_into_fresh_replica(&mut h, &ring, blocks.clone());
+    assert!(dropped(&out).is_empty(), "{out:?}");
+    assert_eq!(h.replica(4).executed(), 2);
+    assert_eq!(h.certified[3].iter().map(|c| c.seq).collect::<Vec<_>>(), vec![2]);
+    let shares: Vec<Seq> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Broadcast { frame } => match Frame::decode(frame, &Limits::default()).map(|f| f.body) {
+                Ok(Body::BlockSig { seq, .. }) => Some(seq),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert!(shares.contains(&1), "its share of block 1 goes out: {shares:?}");
+    // Alone, the uncertified block is not applied: nothing vouches for it.
+    let out = fetch_into_fresh_replica(&mut h, &ring, blocks[..1].to_vec());
+    assert!(dropped(&out).is_empty(), "{out:?}");
+    assert_eq!(h.replica(4).executed(), 0);
+}
