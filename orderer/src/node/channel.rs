@@ -657,10 +657,6 @@ impl Task {
                 Output::ForkDetected { seq } => {
                     tracing::error!(channel = %self.channel, block = seq, "a quorum certified a different block: more than f consenters are faulty");
                 }
-                Output::EpochEnded { epoch, last_seq } => {
-                    // The node does not announce keys yet, so no epoch ends.
-                    tracing::warn!(channel = %self.channel, epoch, block = last_seq, "epoch ended");
-                }
             }
         }
     }
