@@ -435,6 +435,7 @@ mod api_harness {
                     transport: Arc::new(NoTransport),
                     tick: Duration::from_secs(3600),
                     queue_max: 16,
+                    audit_signer: None,
                 })
                 .expect("the channel task starts");
                 handle.stop().await;
@@ -712,7 +713,8 @@ impl Program {
                 | Output::NewViewInstalled { .. }
                 | Output::Dropped { .. }
                 | Output::ForkDetected { .. }
-                | Output::EpochEnded { .. } => {}
+                | Output::EpochEnded { .. }
+                | Output::Evidence(_) => {}
             }
         }
     }

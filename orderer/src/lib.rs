@@ -4,7 +4,9 @@
 //! - [`sim`]: the deterministic cluster simulator that proves it.
 //! - [`net`]: mutual-TLS cluster links between consenters.
 //! - [`faults`]: fault tests with real processes in network namespaces.
+//! - [`audit`]: signed vote logs, their export and the offline verifier.
 
+pub mod audit;
 pub mod config;
 pub mod consensus;
 pub mod faults;

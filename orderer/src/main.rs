@@ -141,6 +141,68 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Signed vote logs: export them, verify them offline, check evidence
+    /// of equivocation (docs/auditor-guide.md).
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Export a STOPPED node's vote log of a channel from its data folder
+    /// (a running node: GET /admin/v1/channels/{channel}/votes).
+    Export {
+        /// The node's data folder (node.data_dir, holding ledger.redb).
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        channel: String,
+        /// First block height (default: the start of the log).
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Last block height (default: the head of the log).
+        #[arg(long)]
+        to: Option<u64>,
+        #[arg(long)]
+        out: PathBuf,
+        /// The node's MSP folder, to sign the export's end line (without it a
+        /// truncated end cannot be detected).
+        #[arg(long)]
+        msp: Option<PathBuf>,
+    },
+    /// Verify vote logs: signatures, hash chains, gaps, truncation, blocks'
+    /// certificates against the logs, and equivocation across all of them.
+    /// Exit status 0 when everything is clean, 1 with findings.
+    Verify {
+        /// Folder of PEM CA root certificates the auditor trusts.
+        #[arg(long)]
+        roots: PathBuf,
+        /// The channel's genesis (config) block; repeat for its config history.
+        #[arg(long = "config", required = true)]
+        configs: Vec<PathBuf>,
+        /// Vote-log exports.
+        #[arg(required = true)]
+        logs: Vec<PathBuf>,
+        /// Block files, or folders of them, to check against the logs.
+        #[arg(long)]
+        blocks: Vec<PathBuf>,
+        /// Write one self-contained evidence file per equivocation here.
+        #[arg(long)]
+        evidence_dir: Option<PathBuf>,
+        /// The report as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check one evidence file alone: exit status 0 if it proves equivocation.
+    CheckEvidence {
+        file: PathBuf,
+        #[arg(long)]
+        roots: PathBuf,
+        #[arg(long = "config", required = true)]
+        configs: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -283,6 +345,35 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             let secret = orderer::node::identity::load_or_create_mac_key(&out).map_err(|e| e.to_string())?;
             println!("{}", orderer::node::identity::mac_public_hex(&secret));
+            Ok(())
+        }
+        Command::Audit { action } => audit(action),
+    }
+}
+
+fn audit(action: AuditAction) -> Result<(), String> {
+    use orderer::audit::cli;
+    match action {
+        AuditAction::Export { data, channel, from, to, out, msp } => {
+            let args = cli::ExportArgs { data, channel, from, to, out, msp };
+            println!("{}", cli::export_offline(&args).map_err(|e| e.to_string())?);
+            Ok(())
+        }
+        AuditAction::Verify { roots, configs, logs, blocks, evidence_dir, json } => {
+            let args = cli::VerifyArgs { roots, configs, logs, blocks, evidence_dir, json };
+            let (text, clean) = cli::verify_cmd(&args).map_err(|e| e.to_string())?;
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+            if clean {
+                Ok(())
+            } else {
+                Err("the audit found problems or equivocation (see the report)".into())
+            }
+        }
+        AuditAction::CheckEvidence { file, roots, configs } => {
+            println!("{}", cli::check_evidence_cmd(&file, &roots, &configs).map_err(|e| e.to_string())?);
             Ok(())
         }
     }

@@ -35,6 +35,8 @@ struct Tables {
     votes: String,
     /// Epoch records (key rotation), by epoch number.
     epochs: String,
+    /// The signed vote log (`audit`): index -> record.
+    audit: String,
 }
 
 impl Tables {
@@ -52,6 +54,7 @@ impl Tables {
             durable: format!("{channel}/durable"),
             votes: format!("{channel}/votes"),
             epochs: format!("{channel}/epochs"),
+            audit: format!("{channel}/audit"),
         })
     }
 }
@@ -66,11 +69,13 @@ pub struct WriteBatch {
     pub blocks: Vec<(Block, Vec<TxId>)>,
     pub certificates: Vec<Certificate>,
     pub durable: Vec<Durable>,
+    /// Signed vote-log records, in index order (see `audit`).
+    pub audit: Vec<crate::audit::Record>,
 }
 
 impl WriteBatch {
     pub fn is_empty(&self) -> bool {
-        self.blocks.is_empty() && self.certificates.is_empty() && self.durable.is_empty()
+        self.blocks.is_empty() && self.certificates.is_empty() && self.durable.is_empty() && self.audit.is_empty()
     }
 }
 
@@ -110,7 +115,7 @@ impl Store {
             if chans.get(channel).map_err(|e| self.err(e))?.is_none() {
                 chans.insert(channel, 0).map_err(|e| self.err(e))?;
             }
-            for name in [&t.blocks, &t.certs, &t.durable, &t.votes, &t.epochs] {
+            for name in [&t.blocks, &t.certs, &t.durable, &t.votes, &t.epochs, &t.audit] {
                 tx.open_table(U64Bytes::new(name)).map_err(|e| self.err(e))?;
             }
             tx.open_table(BytesU64::new(&t.txids)).map_err(|e| self.err(e))?;
@@ -125,6 +130,8 @@ impl Store {
         {
             let mut chans = tx.open_table(CHANNELS).map_err(|e| self.err(e))?;
             chans.remove(channel).map_err(|e| self.err(e))?;
+            // The signed vote log is kept: it is evidence of what this
+            // consenter signed, and a rejoin continues its chain.
             for name in [&t.blocks, &t.certs, &t.durable, &t.votes, &t.epochs] {
                 tx.delete_table(U64Bytes::new(name)).map_err(|e| self.err(e))?;
             }
@@ -182,6 +189,8 @@ impl Store {
                 }
                 stable |= matches!(r, Durable::Stable(_));
             }
+            let mut audit = tx.open_table(U64Bytes::new(&t.audit)).map_err(|e| self.err(e))?;
+            crate::audit::store::append(&mut audit, &batch.audit).map_err(|e| Self::corrupt(channel, e))?;
             if stable {
                 // Rewrite the records without what the checkpoint made obsolete.
                 let mut all = Vec::new();
@@ -290,6 +299,31 @@ impl Store {
         Ok(out)
     }
 
+    /// The signed vote log: its length, and the records whose index is in
+    /// `range` (at most `max` of them), oldest first.
+    pub fn audit_records(
+        &self,
+        channel: &str,
+        range: std::ops::RangeInclusive<u64>,
+        max: usize,
+    ) -> Result<(u64, Vec<crate::audit::Record>), StoreError> {
+        let t = Tables::of(channel)?;
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let rows = match tx.open_table(U64Bytes::new(&t.audit)) {
+            Ok(rows) => rows,
+            // A store written before the vote log existed.
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok((0, vec![])),
+            Err(e) => return Err(self.err(e)),
+        };
+        let length = rows.last().map_err(|e| self.err(e))?.map(|(k, _)| k.value() + 1).unwrap_or(0);
+        let mut out = Vec::new();
+        for row in rows.range(range).map_err(|e| self.err(e))?.take(max) {
+            let (_, v) = row.map_err(|e| self.err(e))?;
+            out.push(crate::audit::Record::decode(v.value()).map_err(|e| Self::corrupt(channel, e))?);
+        }
+        Ok((length, out))
+    }
+
     fn records(&self, channel: &str, table: impl Fn(&Tables) -> &String) -> Result<Vec<Durable>, StoreError> {
         let t = Tables::of(channel)?;
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
@@ -331,6 +365,7 @@ mod tests {
                     Durable::Vote { kind: VoteKind::Prepare, view: 3, seq: 2, digest: [4; 32] },
                     Durable::Batch { seq: 2, batch: Batch { envelopes: vec![b"x".to_vec()] } },
                 ],
+                audit: vec![],
             };
             store.commit("ch1", &batch).unwrap();
         }

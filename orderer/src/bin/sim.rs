@@ -79,6 +79,11 @@ struct Args {
     /// Inject a deliberate fault into the core (build with --features mutants).
     #[arg(long)]
     mutant: Option<String>,
+    /// Also fail unless the vote-log audit found every conflicting block
+    /// share a Byzantine replica delivered (and at least one was), except
+    /// those whose every receiver crashed before it could judge them.
+    #[arg(long)]
+    audit_complete: bool,
 }
 
 /// Throughput figures of calm runs of one kind at one cluster size.
@@ -293,6 +298,22 @@ fn main() -> ExitCode {
             100.0 * s.blocks_per_kilotick() / h.blocks_per_kilotick().max(f64::MIN_POSITIVE)
         );
     }
+    let a = &summary.audit;
+    for m in &a.misses {
+        println!("audit miss: {m}");
+    }
+    println!(
+        "audit: seeds={} runs_with_equivocation={} equivocations_performed={} found={} lost_in_receiver_crash={} missed={} evidence={} evidence_valid={} honest_accused={}",
+        summary.seeds,
+        summary.audit_runs,
+        a.performed,
+        a.found,
+        a.lost_in_crash,
+        a.performed - a.found - a.lost_in_crash,
+        a.evidence,
+        a.evidence_valid,
+        a.honest_accused
+    );
     println!(
         "sim: seeds={} nodes={} steps={} blocks={} view_changes={} safety_violations={} liveness_failures={}",
         summary.seeds,
@@ -312,7 +333,9 @@ fn main() -> ExitCode {
     } else {
         summary.safety_violations == 0 && summary.liveness_failures == 0
     };
-    if ok {
+    let audit_ok =
+        !args.audit_complete || (a.performed > 0 && a.found + a.lost_in_crash == a.performed && a.honest_accused == 0);
+    if ok && audit_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

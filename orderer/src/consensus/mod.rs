@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod codec;
+pub mod evidence;
 pub mod message;
 pub mod quorum;
 pub mod replica;
@@ -20,6 +21,7 @@ pub mod types;
 pub mod view_change;
 
 pub use auth::{Crypto, MacKeys};
+pub use evidence::SignedShare;
 pub use message::{Batch, Certificate, Digest, Epoch, Frame, Limits, ReplicaId, Seq, View};
 pub use replica::{Replica, Stats, Tip};
 #[cfg(feature = "mutants")]

@@ -22,6 +22,8 @@ use super::types::{
 };
 use super::view_change::{self, Selection};
 
+mod conflicts;
+
 /// How far ahead of the current view a view change is remembered.
 const VIEW_AHEAD_MAX: u64 = 64;
 /// No view above this is ever entered (a new view beyond it is dropped), so
@@ -424,7 +426,13 @@ impl Replica {
         }
         self.announced.insert(consenter);
         if self.announced.len() >= self.quorum {
-            self.epoch_end = Some(epoch_end_after(seq, self.cfg.checkpoint_interval));
+            let end = epoch_end_after(seq, self.cfg.checkpoint_interval);
+            #[cfg(feature = "mutants")]
+            let end = match self.cfg.mutant {
+                Some(super::types::Mutant::EpochEndSkew) if self.cfg.me % 2 == 1 => end + self.cfg.checkpoint_interval,
+                _ => end,
+            };
+            self.epoch_end = Some(end);
         }
     }
 
@@ -947,6 +955,7 @@ impl Replica {
             self.last_certified = self.now;
         }
         self.uncertified.insert(block.number, block.header_hash);
+        self.note_conflicting_shares_at(block.number, &block.header_hash, out);
         self.next_seq = self.next_seq.max(block.number + 1);
         out.push(Output::Commit(block));
     }
@@ -1000,6 +1009,7 @@ impl Replica {
         if seq > far {
             return;
         }
+        self.note_conflicting_share(from, seq, &header_hash, &signature, out);
         let shares = self.block_sigs.entry(seq).or_default();
         match shares.get(&from) {
             Some((h, _)) if *h != header_hash => self.stats.conflicting_votes += 1,

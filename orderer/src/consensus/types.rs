@@ -61,16 +61,20 @@ pub enum Mutant {
     SkipPersist,
     /// A new view re-proposes null for every slot, ignoring prepared claims.
     NullOnViewChange,
+    /// Odd-numbered replicas end an epoch one checkpoint late (they count
+    /// the announcements, but derive the end wrongly).
+    EpochEndSkew,
 }
 
 #[cfg(feature = "mutants")]
 impl Mutant {
-    pub const ALL: [Mutant; 5] = [
+    pub const ALL: [Mutant; 6] = [
         Mutant::CommitOnWeakQuorum,
         Mutant::PrepareOnWeakQuorum,
         Mutant::WeakQuorum,
         Mutant::SkipPersist,
         Mutant::NullOnViewChange,
+        Mutant::EpochEndSkew,
     ];
 
     pub fn name(self) -> &'static str {
@@ -80,6 +84,7 @@ impl Mutant {
             Mutant::WeakQuorum => "weak-quorum",
             Mutant::SkipPersist => "skip-persist",
             Mutant::NullOnViewChange => "null-on-view-change",
+            Mutant::EpochEndSkew => "epoch-end-skew",
         }
     }
 }
@@ -229,6 +234,10 @@ pub enum Output {
     ForkDetected {
         seq: Seq,
     },
+    /// Validly signed block-certificate shares of one consenter that
+    /// contradict what this replica executed or an earlier share of the same
+    /// consenter: transferable evidence, kept in the vote log (see `audit`).
+    Evidence(Vec<super::evidence::SignedShare>),
 }
 
 /// The normal-case phases a sequence number goes through at one replica, in
@@ -265,7 +274,8 @@ impl Output {
             | Output::EpochEnded { .. }
             | Output::NewViewInstalled { .. }
             | Output::Dropped { .. }
-            | Output::ForkDetected { .. } => (&[], None),
+            | Output::ForkDetected { .. }
+            | Output::Evidence(_) => (&[], None),
         };
         records.iter().filter_map(Durable::phase).chain(committed.map(|seq| (seq, Phase::Committed)))
     }

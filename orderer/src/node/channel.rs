@@ -235,6 +235,8 @@ pub struct ChannelParams {
     pub transport: Arc<dyn Transport>,
     pub tick: Duration,
     pub queue_max: usize,
+    /// Signs this consenter's vote log (its identity key); `None` keeps no log.
+    pub audit_signer: Option<Box<dyn crate::consensus::Crypto + Send>>,
 }
 
 /// Why a channel task could not start or had to stop.
@@ -273,6 +275,10 @@ pub fn spawn_with_epochs(
     }
     let metrics = Arc::new(ChannelMetrics::new(&channel, params.config.pool_max)?);
     let phases = PhaseClock::new(tip.executed);
+    let audit = match params.audit_signer {
+        Some(signer) => Some(super::audit_api::AuditLog::resume(&store, &channel, params.config.me, signer)?),
+        None => None,
+    };
     let replica = Replica::new(params.config, params.crypto, params.macs, params.validator, tip, &records)
         .map_err(ChannelError::Config)?;
     let (req_tx, req_rx) = mpsc::channel(params.queue_max);
@@ -296,6 +302,7 @@ pub fn spawn_with_epochs(
         stats_before: Stats::default(),
         announce_answer: None,
         deferred: Vec::new(),
+        audit,
     };
     let join = tokio::spawn(task.run(req_rx, in_rx, params.tick));
     Ok((ChannelHandle { name: channel, requests: req_tx, inbound: in_tx, status: status_rx, metrics }, join))
@@ -382,6 +389,8 @@ struct Task {
     /// Client requests that arrived after the epoch ended, for the next
     /// epoch's replica (bounded by [`INPUTS_PER_COMMIT_MAX`]).
     deferred: Vec<(Vec<u8>, oneshot::Sender<SubmitResult>)>,
+    /// This consenter's signed vote log.
+    audit: Option<super::audit_api::AuditLog>,
 }
 
 /// A span between two phases of one sequence number, measured by [`PhaseClock`].
@@ -619,7 +628,12 @@ impl Task {
             match output {
                 Output::Send { to, frame } => pending.sends.push((Some(to), Wire::Consensus(frame).encode())),
                 Output::Broadcast { frame } => pending.sends.push((None, Wire::Consensus(frame).encode())),
-                Output::Persist(records) => pending.batch.durable.extend(records),
+                Output::Persist(records) => {
+                    if let Some(log) = &mut self.audit {
+                        log.record_votes(&records, &self.replica, &mut pending.batch.audit);
+                    }
+                    pending.batch.durable.extend(records)
+                }
                 Output::Commit(block) => {
                     let ids: Vec<TxId> = block.envelopes.iter().filter_map(|e| self.replica_tx_id(e)).collect();
                     tracing::info!(channel = %self.channel, block = block.number, envelopes = block.envelopes.len(), "block committed");
@@ -667,6 +681,14 @@ impl Task {
                 }
                 Output::ForkDetected { seq } => {
                     tracing::error!(channel = %self.channel, block = seq, "a quorum certified a different block: more than f consenters are faulty");
+                }
+                Output::Evidence(shares) => {
+                    for s in &shares {
+                        tracing::warn!(channel = %self.channel, consenter = s.signer, block = s.seq, "a consenter signed a conflicting block certificate share; kept as evidence in the vote log");
+                    }
+                    if let Some(log) = &mut self.audit {
+                        log.record_evidence(shares, &mut pending.batch.audit);
+                    }
                 }
             }
         }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod audit_api;
 pub mod bench;
 pub mod bench_crypto;
 pub mod channel;

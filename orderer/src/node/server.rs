@@ -183,6 +183,8 @@ impl Node {
         let genesis_hash = genesis.header.as_ref().map(|h| h.hash()).unwrap_or_default();
         let cfg = &self.cfg;
         let msp = Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?;
+        let audit_signer =
+            identity::NodeCrypto::new(Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?.key, &config, me)?;
         let verified = Arc::new(identity::VerifiedCache::default());
         // The current epoch (the latest stored epoch record, else the first
         // one) and the replica parts of it: keys, validator, parameters.
@@ -226,6 +228,7 @@ impl Node {
                 transport: self.transport.clone(),
                 tick: Duration::from_millis(cfg.consensus.tick_ms),
                 queue_max: cfg.consensus.queue_max,
+                audit_signer: Some(Box::new(audit_signer)),
             },
             Some(shell),
         )
@@ -405,7 +408,8 @@ pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
         addr: cfg.admin.listen.clone(),
         detail: e.to_string(),
     })?;
-    let admin_router = super::admin::router(node.clone(), admin_trust, cfg.admin.body_bytes_max);
+    let admin_router = super::admin::router(node.clone(), admin_trust.clone(), cfg.admin.body_bytes_max)
+        .merge(super::audit_api::router(node.clone(), admin_trust));
     tokio::spawn(async move {
         if let Err(e) = api::serve_peer_api(admin_listener, admin_router).await {
             tracing::error!(error = %e, "admin API stopped");

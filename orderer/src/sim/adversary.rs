@@ -40,9 +40,11 @@ pub enum Strategy {
     /// cope with as many pre-prepared claims as backups (nothing prepared
     /// anywhere, every Q set different).
     EquivocateEach,
-    /// Votes (prepare, commit) for a different digest to a subset. Hunts
-    /// duplicate or conflicting votes counted toward a quorum (besu #1736,
-    /// flow-go #1830).
+    /// Votes (prepare, commit) for a different digest to a subset, and
+    /// validly SIGNED block-certificate shares for a different header to a
+    /// subset (equivocation a third party can prove). Hunts duplicate or
+    /// conflicting votes counted toward a quorum (besu #1736, flow-go
+    /// #1830); the vote-log audit must find every such share.
     ConflictingVotes,
     /// Re-sends old frames, its own and others' (broadcast frames carry
     /// every receiver's MAC), to random replicas. Hunts messages of older
@@ -673,7 +675,31 @@ impl Adversary {
                 }
                 Some(to.iter().flat_map(|t| list.iter().map(move |v| (*t, Body::ViewChange(v.clone())))).collect())
             }
-            Body::BlockSig { .. } | Body::NewView(_) | Body::Forward { .. } | Body::Heartbeat { .. } => None,
+            Body::BlockSig { seq, .. } => {
+                if !self.has(Strategy::ConflictingVotes) {
+                    return None;
+                }
+                Some(
+                    to.iter()
+                        .map(|t| {
+                            if !rng.chance(500) {
+                                return (*t, body.clone());
+                            }
+                            let mut header_hash = [0u8; 32];
+                            header_hash[..8].copy_from_slice(&rng.next_u64().to_be_bytes());
+                            let bytes = channels::block::certificate_signing_bytes(
+                                &self.channel,
+                                self.epoch,
+                                *seq,
+                                &header_hash,
+                            );
+                            let signature = self.crypto.sign(&bytes);
+                            (*t, Body::BlockSig { seq: *seq, header_hash, signature })
+                        })
+                        .collect(),
+                )
+            }
+            Body::NewView(_) | Body::Forward { .. } | Body::Heartbeat { .. } => None,
         }
     }
 

@@ -141,6 +141,8 @@ pub struct Report {
     /// Frames of another epoch delivered to honest replicas (all dropped,
     /// checked).
     pub wrong_epoch_delivered: u64,
+    /// The vote-log audit of the run (`sim::audit`).
+    pub audit: super::audit::AuditFigures,
 }
 
 enum Payload {
@@ -177,6 +179,8 @@ struct Node {
     /// Envelopes this node's shell submits to its replica on its next tick
     /// (announcements, requests carried over an epoch switch).
     to_submit: Vec<Vec<u8>>,
+    /// Its signed vote log (durable, as the store).
+    audit: super::audit::NodeLog,
 }
 
 struct Net {
@@ -233,6 +237,8 @@ pub struct Cluster {
     /// The block each epoch ended at (the first honest switch).
     switches: BTreeMap<Epoch, Seq>,
     report: Report,
+    /// Byzantine block shares delivered to honest replicas (the audit's truth).
+    delivered: super::audit::Delivered,
 }
 
 impl Cluster {
@@ -313,6 +319,7 @@ impl Cluster {
                 material: members.iter().map(|m| (*m, Self::material(sc.seed, *m, EPOCH, 0))).collect(),
                 announced_for: EPOCH,
                 to_submit: vec![],
+                audit: super::audit::NodeLog::new(CHANNEL, *id),
             });
         }
         let mut c = Cluster {
@@ -338,6 +345,7 @@ impl Cluster {
             views_installed: BTreeSet::new(),
             switches: BTreeMap::new(),
             report: Report::default(),
+            delivered: super::audit::Delivered::default(),
             sc,
         };
         for i in 0..c.nodes.len() {
@@ -405,6 +413,7 @@ impl Cluster {
 
     /// Starts (or restarts) node `i` from its ledger and durable records.
     fn start(&mut self, i: usize) {
+        self.delivered.restarted(i);
         let id = self.nodes[i].id;
         let macs = self.macs(i);
         let node = &mut self.nodes[i];
@@ -542,6 +551,7 @@ impl Cluster {
         if self.report.safety.is_empty() && !self.all_done() {
             self.report.liveness.push(self.liveness_summary());
         }
+        self.audit();
         self.report.blocks = self.canon.len() as u64;
         self.report.view_changes = self.views_installed.len() as u64;
         self.report.ticks = self.now;
@@ -726,6 +736,7 @@ impl Cluster {
                         None => Some(bytes),
                     };
                     let Some(bytes) = bytes else { continue };
+                    let window = self.nodes[i].replica.as_ref().map(|r| (r.stable_seq(), r.config().window));
                     let alive = self.nodes[i].replica.is_some();
                     // With rotation on, every frame of another epoch that
                     // reaches an honest replica must be dropped.
@@ -742,7 +753,12 @@ impl Cluster {
                     if wrong_epoch && alive && self.honest.contains(&self.nodes[i].id) {
                         self.report.wrong_epoch_delivered += 1;
                     }
-                    let outputs = self.step(i, Input::Message(bytes));
+                    let outputs = self.step(i, Input::Message(bytes.clone()));
+                    if let Some((low, window)) = window.filter(|_| self.honest.contains(&self.nodes[i].id)) {
+                        let executed = self.nodes[i].ledger.len() as Seq;
+                        let at = super::audit::Receiver { index: i, low, window, executed };
+                        self.delivered.note(&bytes, at, &outputs, &self.honest, &self.twin_ids);
+                    }
                     // A node that crashed in this very step lost its outputs:
                     // nothing to judge.
                     let judged = alive && self.nodes[i].replica.is_some();
@@ -851,7 +867,10 @@ impl Cluster {
                 self.send_from(i, &others, frame);
             }
             Output::Persist(records) => {
+                let signer = self.keyring.signer(id);
                 let node = &mut self.nodes[i];
+                let epoch = node.epoch;
+                node.audit.persist(records, node.replica.as_ref(), epoch, &signer);
                 let stable = records.iter().any(|r| matches!(r, Durable::Stable(_)));
                 node.store.extend(records.iter().cloned());
                 if stable {
@@ -914,6 +933,10 @@ impl Cluster {
                 }
             }
             Output::EpochEnded { epoch, last_seq } => self.switch_epoch(i, *epoch, *last_seq),
+            Output::Evidence(shares) => {
+                let signer = self.keyring.signer(id);
+                self.nodes[i].audit.evidence(shares, &signer);
+            }
             Output::Admitted { .. } | Output::Refused { .. } | Output::Dropped { .. } => {}
         }
     }
@@ -982,6 +1005,35 @@ impl Cluster {
         for o in sends {
             self.transmit(i, o);
         }
+    }
+
+    /// The offline verifier over every instance's vote log and the honest
+    /// replicas' certificates: each conflicting share delivered is found,
+    /// every evidence file checks, no honest replica is accused.
+    fn audit(&mut self) {
+        let n = self.members.len();
+        let f = (n - 1) / 3;
+        let quorum = (n + f + 2) / 2;
+        let logs: Vec<(ReplicaId, &[crate::audit::Record])> =
+            self.nodes.iter().map(|n| (n.id, n.audit.records.as_slice())).collect();
+        let certs: Vec<Certificate> =
+            self.nodes.iter().filter(|n| self.honest.contains(&n.id)).flat_map(|n| n.certs.values().cloned()).collect();
+        let fig = super::audit::check(
+            CHANNEL,
+            &self.members,
+            quorum,
+            &self.keyring,
+            &logs,
+            &certs,
+            EPOCH,
+            &self.canon,
+            &self.delivered,
+            &self.honest,
+        );
+        for m in fig.misses.iter().filter(|m| !m.contains("not found")) {
+            self.report.safety.push(format!("seed {}: audit: {m}", self.sc.seed));
+        }
+        self.report.audit = fig;
     }
 
     /// An honest replica never votes two digests for one (kind, view, seq),

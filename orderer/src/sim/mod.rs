@@ -10,6 +10,7 @@
 //! same seed replays the same run exactly.
 
 pub mod adversary;
+pub mod audit;
 pub mod cluster;
 pub mod identity;
 pub mod rng;
@@ -67,6 +68,10 @@ pub struct Summary {
     pub crash_runs: u64,
     pub per_strategy: BTreeMap<Strategy, Figures>,
     pub failures: Vec<Failure>,
+    /// The vote-log audit over all runs (see [`audit`]).
+    pub audit: audit::AuditFigures,
+    /// Runs in which a Byzantine replica delivered a conflicting share.
+    pub audit_runs: u64,
 }
 
 impl Summary {
@@ -91,6 +96,19 @@ impl Summary {
             self.wrong_epoch_delivered += r.wrong_epoch_delivered;
             if crash_at.is_some() {
                 self.crash_runs += 1;
+            }
+            let a = &r.audit;
+            self.audit.performed += a.performed;
+            self.audit.found += a.found;
+            self.audit.lost_in_crash += a.lost_in_crash;
+            self.audit.evidence += a.evidence;
+            self.audit.evidence_valid += a.evidence_valid;
+            self.audit.honest_accused += a.honest_accused;
+            self.audit_runs += u64::from(a.performed > 0);
+            for m in &a.misses {
+                if self.audit.misses.len() < 20 {
+                    self.audit.misses.push(format!("seed {seed}: {m}"));
+                }
             }
             for s in &strategies {
                 let f = self.per_strategy.entry(*s).or_default();
@@ -256,6 +274,34 @@ mod tests {
         let r = run(scenario(3, 4, 1, Draw::OneOf(vec![mix])));
         assert!(r.safety.is_empty() && r.liveness.is_empty(), "{:?} {:?}", r.safety, r.liveness);
         assert!(r.must_drop_delivered > 0, "no crafted frame reached an honest replica");
+    }
+
+    #[test]
+    fn the_audit_finds_every_conflicting_block_share_and_accuses_no_honest_replica() {
+        let (mut performed, mut found, mut lost) = (0, 0, 0);
+        for seed in 0..20 {
+            for (n, byz) in [(4, 1), (7, 2)] {
+                let r = run(scenario(seed, n, byz, only(Strategy::ConflictingVotes)));
+                assert!(r.safety.is_empty(), "seed {seed}: {:?}", r.safety);
+                let a = &r.audit;
+                assert_eq!(a.honest_accused, 0, "seed {seed}: {:?}", a.misses);
+                assert_eq!(a.evidence, a.evidence_valid, "seed {seed}: {:?}", a.misses);
+                performed += a.performed;
+                found += a.found;
+                lost += a.lost_in_crash;
+            }
+        }
+        assert!(performed > 100, "the strategy hardly equivocated: {performed}");
+        assert_eq!(found + lost, performed, "missed equivocations");
+    }
+
+    #[test]
+    fn honest_clusters_keep_clean_vote_logs() {
+        for seed in 0..10 {
+            let r = run(scenario(seed, 4, 0, all()));
+            assert!(r.safety.is_empty(), "seed {seed}: {:?}", r.safety);
+            assert_eq!((r.audit.evidence, r.audit.performed), (0, 0), "seed {seed}: {:?}", r.audit.misses);
+        }
     }
 
     #[test]
