@@ -301,6 +301,7 @@ pub fn spawn_with_epochs(
         epoch_ended: None,
         stats_before: Stats::default(),
         announce_answer: None,
+        deferred: Vec::new(),
         audit,
     };
     let join = tokio::spawn(task.run(req_rx, in_rx, params.tick));
@@ -385,6 +386,9 @@ struct Task {
     stats_before: Stats,
     /// The answer to this node's last key announcement, when submitted.
     announce_answer: Option<oneshot::Receiver<SubmitResult>>,
+    /// Client requests that arrived after the epoch ended, for the next
+    /// epoch's replica (bounded by [`INPUTS_PER_COMMIT_MAX`]).
+    deferred: Vec<(Vec<u8>, oneshot::Sender<SubmitResult>)>,
     /// This consenter's signed vote log.
     audit: Option<super::audit_api::AuditLog>,
 }
@@ -553,6 +557,13 @@ impl Task {
     }
 
     fn submit(&mut self, envelope: Vec<u8>, reply: oneshot::Sender<SubmitResult>, pending: &mut Pending) {
+        // The epoch ended in this round of inputs and the switch follows the
+        // flush: hold the request for the next epoch's replica instead of
+        // refusing it (bounded by the requests drained per round).
+        if self.epochs.is_some() && self.replica.is_finished() && self.deferred.len() < INPUTS_PER_COMMIT_MAX {
+            self.deferred.push((envelope, reply));
+            return;
+        }
         let arrived = Instant::now();
         self.step(Input::Request(envelope), pending, Some(reply));
         self.metrics.request_admitted(arrived.elapsed());
@@ -849,6 +860,9 @@ impl Task {
         let mut pending = Pending::default();
         for envelope in waiting {
             self.step(Input::Request(envelope), &mut pending, None);
+        }
+        for (envelope, reply) in std::mem::take(&mut self.deferred) {
+            self.submit(envelope, reply, &mut pending);
         }
         self.flush(pending).await?;
         Ok(())
