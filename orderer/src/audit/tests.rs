@@ -404,6 +404,19 @@ fn a_rolled_back_log_is_reported() {
 }
 
 #[test]
+fn blocks_signed_again_after_a_rejoin_count_once_and_accuse_nobody() {
+    let net = Net::new();
+    let mut records = log(&net, 2, 6, vec![]);
+    let mut w = LogWriter::resume(CH, 2, records.last());
+    for seq in 1..=6 {
+        records.push(w.append(Entry::Block { epoch: 0, view: 0, seq, header_hash: hash(seq, 0) }, &net.signers[&2]));
+    }
+    let report = verify(&net, &[parse(&export_text(&net, 2, &records))], &certificates(&net, 6));
+    assert!(report.clean(), "{}", report.text());
+    assert_eq!(report.consenters[0].blocks_voted, 6);
+}
+
+#[test]
 fn the_log_writer_logs_each_observed_share_once() {
     let net = Net::new();
     let mut w = LogWriter::resume(CH, 1, None);

@@ -54,6 +54,7 @@ pub struct ConsenterReport {
     pub logs: Vec<String>,
     pub records: u64,
     pub valid_records: u64,
+    /// Distinct block heights with a valid record.
     pub blocks_voted: u64,
     pub first_block: Option<Seq>,
     pub last_block: Option<Seq>,
@@ -210,6 +211,11 @@ pub fn verify(keys: &dyn Keys, logs: &[LogFile], blocks: &[BlockVotes]) -> Repor
             .equivocations += 1;
         report.evidence.push(e);
     }
+    // Blocks voted: distinct heights (a consenter that left and rejoined a
+    // channel signs the blocks it fetches again, with the same hash).
+    for (key, c) in per.iter_mut() {
+        c.blocks_voted = voted.get(key).map_or(0, |v| v.len() as u64);
+    }
     report.consenters = per.into_values().collect();
     report
 }
@@ -291,7 +297,6 @@ fn check_log(
         let statement = Statement::from_record(r, src);
         match &r.entry {
             Entry::Block { epoch, seq, header_hash, .. } => {
-                c.blocks_voted += 1;
                 c.first_block = Some(c.first_block.map_or(*seq, |b| b.min(*seq)));
                 c.last_block = Some(c.last_block.map_or(*seq, |b| b.max(*seq)));
                 voted.insert(*seq, *header_hash);

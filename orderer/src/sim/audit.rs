@@ -70,6 +70,9 @@ pub struct Receiver {
     pub window: u64,
     /// Blocks it had executed.
     pub executed: Seq,
+    /// It did not crash in the step that took the share (a crash cuts the
+    /// step's outputs, the evidence among them).
+    pub survived: bool,
 }
 
 /// Block shares of Byzantine replicas accepted by honest ones within their
@@ -82,7 +85,8 @@ pub struct Delivered {
 }
 
 /// One honest receiver of a share: its instance index, its restarts at
-/// the time, and whether it had executed that block.
+/// the time, and whether it judged the share (had executed that block and
+/// survived the step).
 type Reception = (usize, u64, bool);
 
 /// Receivers remembered per share, at most.
@@ -119,13 +123,14 @@ impl Delivered {
         let restarts = self.restarts.get(&at.index).copied().unwrap_or_default();
         let list = self.shares.entry((f.sender, seq)).or_default().entry(header_hash).or_default();
         if list.len() < RECEIVERS_MAX {
-            list.push((at.index, restarts, at.executed >= seq));
+            list.push((at.index, restarts, at.survived && at.executed >= seq));
         }
     }
 
     /// Every receiver of the lies about `key` held them in memory only (it
-    /// had not executed that block, so could not judge them) and crashed
-    /// afterwards: nobody can have kept the evidence.
+    /// had not executed that block, so could not judge them, or it crashed
+    /// in the very step that judged them) and crashed afterwards: nobody
+    /// can have kept the evidence.
     fn lost_in_crash(&self, key: &(ReplicaId, Seq), truth: &Digest) -> bool {
         let Some(by_hash) = self.shares.get(key) else { return false };
         by_hash.iter().filter(|(h, _)| *h != truth).flat_map(|(_, r)| r).all(|(index, restarts, judged)| {

@@ -756,7 +756,8 @@ impl Cluster {
                     let outputs = self.step(i, Input::Message(bytes.clone()));
                     if let Some((low, window)) = window.filter(|_| self.honest.contains(&self.nodes[i].id)) {
                         let executed = self.nodes[i].ledger.len() as Seq;
-                        let at = super::audit::Receiver { index: i, low, window, executed };
+                        let survived = self.nodes[i].replica.is_some();
+                        let at = super::audit::Receiver { index: i, low, window, executed, survived };
                         self.delivered.note(&bytes, at, &outputs, &self.honest, &self.twin_ids);
                     }
                     // A node that crashed in this very step lost its outputs:
