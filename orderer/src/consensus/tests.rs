@@ -812,6 +812,19 @@ fn a_full_pool_refuses_until_a_committed_batch_drains_it() {
 
 // ----- epochs ------------------------------------------------------------------
 
+/// n=4, one envelope per batch, checkpoint every 2 blocks: two requests make
+/// blocks 1-2, then consenters 1-3 announce keys for epoch 2 (blocks 3-5).
+fn two_blocks_then_a_quorum_of_announcements() -> Harness {
+    let mut h = Harness::new(4);
+    h.submit(1, 1);
+    h.submit(1, 2);
+    for id in 1..=3 {
+        h.input(1, Input::Request(make_announcement(id, 2, [id as u8; 32])));
+    }
+    h.tick_all(20);
+    h
+}
+
 #[test]
 fn a_quorum_of_announcements_ends_the_epoch_at_the_next_checkpoint_everywhere() {
     // n=4 (quorum 3), one envelope per batch, checkpoint every 2 blocks:
@@ -820,13 +833,7 @@ fn a_quorum_of_announcements_ends_the_epoch_at_the_next_checkpoint_everywhere() 
     // at the first checkpoint at or after it, block 6, which nothing fills:
     // the primary pads with an empty block. Every replica ends epoch 1 at
     // block 6 and orders nothing more.
-    let mut h = Harness::new(4);
-    h.submit(1, 1);
-    h.submit(1, 2);
-    for id in 1..=3 {
-        h.input(1, Input::Request(make_announcement(id, 2, [id as u8; 32])));
-    }
-    h.tick_all(20);
+    let mut h = two_blocks_then_a_quorum_of_announcements();
     for i in 0..4 {
         assert_eq!(h.ended[i], vec![(1, 6)], "replica {} ended epoch 1 at block 6", i + 1);
         assert_eq!(h.commits[i].len(), 6);
@@ -871,13 +878,7 @@ fn an_announcement_for_another_epoch_or_from_a_stranger_is_refused_at_admission(
 fn the_next_epoch_starts_from_the_last_block_without_its_signatures() {
     // The replica of epoch 2 takes block 6 (the end of epoch 1) as its base
     // checkpoint, valid by its header hash alone, and orders block 7 on.
-    let mut h = Harness::new(4);
-    h.submit(1, 1);
-    h.submit(1, 2);
-    for id in 1..=3 {
-        h.input(1, Input::Request(make_announcement(id, 2, [id as u8; 32])));
-    }
-    h.tick_all(20);
+    let h = two_blocks_then_a_quorum_of_announcements();
     let base = h.commits[0][5].clone();
     let ring = h.ring.clone();
     let mut next = Harness::with(4, |c| {
