@@ -642,7 +642,7 @@ impl Program {
             .unwrap_or(Certificate { seq: 0, header_hash: GENESIS_HASH, signatures: vec![] });
         let uncertified =
             ledger.iter().filter(|b| !certs.contains_key(&b.number)).map(|b| (b.number, b.header_hash)).collect();
-        let tip = Tip { executed, header_hash, recent, stable, uncertified, announced: vec![] };
+        let tip = Tip { executed, header_hash, recent, stable, uncertified, announced: vec![], reconfigured: None };
         let ring = ring();
         Replica::new(cfg, Box::new(ring.signer(me)), ring.mac_keys(me), Box::new(SimValidator), tip, store)
             .expect("the replica restarts from what it persisted")

@@ -56,6 +56,9 @@ pub struct Tip {
     /// ledger order: (block, consenter). The shell finds them again after a
     /// restart with [`Validator::announcement`].
     pub announced: Vec<(Seq, ReplicaId)>,
+    /// The first block of this epoch holding a reconfiguration
+    /// ([`Validator::reconfiguration`]), if any.
+    pub reconfigured: Option<Seq>,
 }
 
 impl Tip {
@@ -68,6 +71,7 @@ impl Tip {
             stable: Certificate { seq: 0, header_hash: genesis_hash, signatures: vec![] },
             uncertified: vec![],
             announced: vec![],
+            reconfigured: None,
         }
     }
 }
@@ -100,9 +104,20 @@ struct Pending {
     arrived: u64,
     forwarded: u64,
     proposed: bool,
-    /// A key announcement: batched only with other announcements, so that
-    /// each rotation shows in the ledger as a block of its own.
-    announcement: bool,
+    kind: BatchKind,
+}
+
+/// What a batch may hold: envelopes of one kind only, so that every key
+/// rotation and every reconfiguration shows in the ledger as a block of its
+/// own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum BatchKind {
+    /// Client transactions.
+    Transactions,
+    /// Key announcements for the next epoch (batched together).
+    Announcements,
+    /// One reconfiguration, alone in its block.
+    Reconfiguration,
 }
 
 /// Counters the shell exports as metrics.
@@ -230,6 +245,9 @@ impl Replica {
         let executed = r.executed;
         for (seq, consenter) in tip.announced.into_iter().filter(|(s, _)| *s <= executed) {
             r.count_announcement(seq, consenter);
+        }
+        if let Some(seq) = tip.reconfigured.filter(|s| *s <= executed && *s > r.cfg.epoch_base) {
+            r.end_epoch_after(seq);
         }
         let oldest = r.executed.saturating_sub(UNCERTIFIED_MAX as u64);
         r.uncertified = tip.uncertified.into_iter().filter(|(s, _)| *s > oldest && *s <= r.executed).collect();
@@ -428,14 +446,23 @@ impl Replica {
         }
         self.announced.insert(consenter);
         if self.announced.len() >= self.quorum {
-            let end = epoch_end_after(seq, self.cfg.checkpoint_interval);
-            #[cfg(feature = "mutants")]
-            let end = match self.cfg.mutant {
-                Some(super::types::Mutant::EpochEndSkew) if self.cfg.me % 2 == 1 => end + self.cfg.checkpoint_interval,
-                _ => end,
-            };
-            self.epoch_end = Some(end);
+            self.end_epoch_after(seq);
         }
+    }
+
+    /// Fixes the epoch's last block: the first checkpoint at or after `seq`
+    /// (a quorum of announcements, or a reconfiguration, executed there).
+    fn end_epoch_after(&mut self, seq: Seq) {
+        if self.epoch_end.is_some() {
+            return;
+        }
+        let end = epoch_end_after(seq, self.cfg.checkpoint_interval);
+        #[cfg(feature = "mutants")]
+        let end = match self.cfg.mutant {
+            Some(super::types::Mutant::EpochEndSkew) if self.cfg.me % 2 == 1 => end + self.cfg.checkpoint_interval,
+            _ => end,
+        };
+        self.epoch_end = Some(end);
     }
 
     /// The highest sequence number this epoch may order.
@@ -778,6 +805,16 @@ impl Replica {
         if batch.bytes() > self.cfg.batch_bytes_max {
             return Err(format!("{} bytes, max {}", batch.bytes(), self.cfg.batch_bytes_max));
         }
+        let kinds: BTreeSet<BatchKind> = batch.envelopes.iter().map(|e| self.kind_of(e)).collect();
+        if kinds.len() > 1 {
+            return Err(
+                "envelopes of different kinds (transactions, key announcements, reconfigurations) share the batch"
+                    .into(),
+            );
+        }
+        if kinds.contains(&BatchKind::Reconfiguration) && batch.envelopes.len() > 1 {
+            return Err("a reconfiguration must be alone in its batch".into());
+        }
         let mut ids = HashSet::with_capacity(batch.envelopes.len());
         for e in &batch.envelopes {
             let id = match self.pool_tx_id(e) {
@@ -789,6 +826,17 @@ impl Replica {
             }
         }
         Ok(())
+    }
+
+    /// The kind of batch `envelope` may go into (deterministic).
+    fn kind_of(&self, envelope: &[u8]) -> BatchKind {
+        if self.validator.announcement(envelope).is_some() {
+            BatchKind::Announcements
+        } else if self.validator.reconfiguration(envelope) {
+            BatchKind::Reconfiguration
+        } else {
+            BatchKind::Transactions
+        }
     }
 
     /// The id of an envelope this replica already validated into its pool.
@@ -945,6 +993,9 @@ impl Replica {
             .collect();
         for consenter in announced {
             self.count_announcement(block.number, consenter);
+        }
+        if block.envelopes.iter().any(|e| self.validator.reconfiguration(e)) {
+            self.end_epoch_after(block.number);
         }
         for id in &ids {
             if let Some(p) = self.pool.remove(id) {
@@ -1241,9 +1292,12 @@ impl Replica {
         if from_client && primary != self.cfg.me && self.mode == Mode::Normal {
             self.send(primary, Body::Forward { envelopes: vec![envelope.clone()] }, out);
         }
-        let announcement = match self.validator.announcement(&envelope) {
-            None => false,
-            Some(a) if a.epoch == self.cfg.epoch.saturating_add(1) && self.cfg.members.contains(&a.consenter) => true,
+        let kind = match self.validator.announcement(&envelope) {
+            None if self.validator.reconfiguration(&envelope) => BatchKind::Reconfiguration,
+            None => BatchKind::Transactions,
+            Some(a) if a.epoch == self.cfg.epoch.saturating_add(1) && self.cfg.members.contains(&a.consenter) => {
+                BatchKind::Announcements
+            }
             Some(a) => {
                 let expected = self.cfg.epoch.saturating_add(1);
                 return Err(Refusal::Invalid(format!(
@@ -1252,8 +1306,7 @@ impl Replica {
                 )));
             }
         };
-        let pending =
-            Pending { envelope, order, arrived: self.now, forwarded: self.now, proposed: false, announcement };
+        let pending = Pending { envelope, order, arrived: self.now, forwarded: self.now, proposed: false, kind };
         self.pool.insert(tx_id, pending);
         self.pool_order.insert(order, tx_id);
         Ok(tx_id)
@@ -1269,24 +1322,29 @@ impl Replica {
             if self.next_seq > self.stable.seq + self.cfg.window || self.next_seq > self.last_seq() {
                 return;
             }
-            // Announcements and other envelopes never share a batch: the
-            // kind of the oldest waiting envelope decides this one.
-            let kind =
-                self.pool_order.values().map(|id| &self.pool[id]).find(|p| !p.proposed).is_some_and(|p| p.announcement);
+            // Envelopes of different kinds never share a batch: the kind of
+            // the oldest waiting envelope decides this one.
+            let kind = self
+                .pool_order
+                .values()
+                .map(|id| &self.pool[id])
+                .find(|p| !p.proposed)
+                .map_or(BatchKind::Transactions, |p| p.kind);
+            let count_max = if kind == BatchKind::Reconfiguration { 1 } else { self.cfg.batch_count_max };
             let (mut count, mut bytes, mut oldest) = (0usize, 0usize, None);
             for id in self.pool_order.values() {
                 let p = &self.pool[id];
-                if p.proposed || p.announcement != kind {
+                if p.proposed || p.kind != kind {
                     continue;
                 }
                 oldest.get_or_insert(p.arrived);
                 count += 1;
                 bytes += p.envelope.len();
-                if count >= self.cfg.batch_count_max || bytes >= self.cfg.batch_bytes_preferred {
+                if count >= count_max || bytes >= self.cfg.batch_bytes_preferred {
                     break;
                 }
             }
-            let full = count >= self.cfg.batch_count_max || bytes >= self.cfg.batch_bytes_preferred;
+            let full = count >= count_max || bytes >= self.cfg.batch_bytes_preferred;
             let timed_out = oldest.is_some_and(|t| self.now.saturating_sub(t) >= self.cfg.batch_timeout_ticks);
             // Once the epoch's end is fixed, empty blocks fill up to it when
             // nothing waits (at most a checkpoint interval of them), so that
@@ -1299,10 +1357,10 @@ impl Replica {
             let mut size = 0;
             for id in self.pool_order.values() {
                 let p = &self.pool[id];
-                if p.proposed || p.announcement != kind {
+                if p.proposed || p.kind != kind {
                     continue;
                 }
-                if batch.envelopes.len() >= self.cfg.batch_count_max
+                if batch.envelopes.len() >= count_max
                     || (size + p.envelope.len() > self.cfg.batch_bytes_max && !batch.envelopes.is_empty())
                 {
                     break;

@@ -6,7 +6,9 @@ use std::collections::VecDeque;
 use super::auth::seal;
 use super::message::{Body, Certificate, PrePreparedClaim, PreparedClaim, ViewChange};
 use super::*;
-use crate::sim::identity::{make_announcement, make_envelope, Keyring, SimValidator};
+use crate::sim::identity::{
+    make_announcement, make_envelope, make_reconfiguration, Keyring, SimConfig, SimConfigValidator, SimValidator,
+};
 
 const CHANNEL: &str = "ch";
 
@@ -85,7 +87,8 @@ impl Harness {
     fn make(ring: &std::sync::Arc<Keyring>, cfg: Config, records: &[Durable]) -> Replica {
         let id = cfg.me;
         let tip = Tip::genesis(cfg.genesis_hash);
-        Replica::new(cfg, Box::new(ring.signer(id)), ring.mac_keys(id), Box::new(SimValidator), tip, records).unwrap()
+        let validator = Box::new(SimConfigValidator { config_sequence: 0 });
+        Replica::new(cfg, Box::new(ring.signer(id)), ring.mac_keys(id), validator, tip, records).unwrap()
     }
 
     fn input(&mut self, id: ReplicaId, input: Input) -> Vec<Output> {
@@ -872,6 +875,87 @@ fn an_announcement_for_another_epoch_or_from_a_stranger_is_refused_at_admission(
             "consenter {consenter} epoch {epoch}: {out:?}"
         );
     }
+}
+
+/// The reconfiguration to configuration 1: consenter 4 replaced by 5.
+fn reconfiguration() -> Vec<u8> {
+    make_reconfiguration(&SimConfig { sequence: 1, members: vec![(1, 0), (2, 0), (3, 0), (5, 0)] })
+}
+
+#[test]
+fn a_reconfiguration_is_ordered_alone_and_ends_the_epoch_at_the_next_checkpoint() {
+    // n=4, batches of up to 8, checkpoint every 2 blocks. The primary gets
+    // two transactions, a reconfiguration, and two more at once: the four
+    // transactions make block 1, the reconfiguration block 2 alone, and the
+    // epoch ends there (2 is a checkpoint) on every replica.
+    let mut h = Harness::with(4, |c| {
+        c.batch_count_max = 8;
+        c.batch_bytes_preferred = 4096;
+    });
+    for k in 0..2 {
+        h.input(1, Input::Request(make_envelope(1, k, 8)));
+    }
+    let out = h.input(1, Input::Request(reconfiguration()));
+    assert!(out.iter().any(|o| matches!(o, Output::Admitted { .. })), "{out:?}");
+    for k in 2..4 {
+        h.input(1, Input::Request(make_envelope(1, k, 8)));
+    }
+    h.tick_all(20);
+    for i in 0..4 {
+        let sizes: Vec<usize> = h.commits[i].iter().map(|b| b.envelopes.len()).collect();
+        assert_eq!(sizes, vec![4, 1], "replica {}: transactions, then the reconfiguration alone", i + 1);
+        assert_eq!(h.commits[i][1].envelopes[0], reconfiguration());
+        assert_eq!(h.ended[i], vec![(1, 2)], "replica {} ended epoch 1 at block 2", i + 1);
+    }
+}
+
+#[test]
+fn a_stale_or_forged_reconfiguration_is_refused_and_ends_nothing() {
+    let mut h = Harness::new(4);
+    let stale = make_reconfiguration(&SimConfig { sequence: 0, members: vec![(1, 0), (2, 0), (3, 0), (4, 0)] });
+    let mut forged = reconfiguration();
+    forged[20] ^= 1;
+    for bad in [stale, forged] {
+        let out = h.input(1, Input::Request(bad));
+        assert!(matches!(out.as_slice(), [Output::Refused { reason: Refusal::Invalid(_) }]), "{out:?}");
+    }
+    h.submit(1, 1);
+    h.submit(1, 2);
+    h.tick_all(10);
+    assert!(h.ended.iter().all(Vec::is_empty));
+    assert_eq!(h.replica(2).epoch_end(), None);
+}
+
+#[test]
+fn a_backup_refuses_a_proposal_that_batches_a_reconfiguration_with_a_transaction() {
+    // A Byzantine primary hides a reconfiguration among transactions: the
+    // backup refuses the batch and starts a view change.
+    let mut h = Harness::new(4);
+    let batch = Batch { envelopes: vec![reconfiguration(), make_envelope(1, 1, 8)] };
+    let frame = h.frame(1, 2, Body::PrePrepare { view: 0, seq: 1, batch });
+    let out = h.input(2, Input::Message(frame));
+    assert!(
+        out.iter().any(|o| matches!(o, Output::ViewChangeStarted { reason: ViewChangeReason::BadProposal, .. })),
+        "{out:?}"
+    );
+    let two = Batch { envelopes: vec![reconfiguration(), reconfiguration()] };
+    let frame = h.frame(1, 3, Body::PrePrepare { view: 0, seq: 1, batch: two });
+    let out = h.input(3, Input::Message(frame));
+    assert!(
+        out.iter().any(|o| matches!(o, Output::ViewChangeStarted { reason: ViewChangeReason::BadProposal, .. })),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_replica_restarted_after_executing_a_reconfiguration_still_ends_the_epoch_there() {
+    let ring = Keyring::new(&[1, 2, 3, 4], 9);
+    let mut tip = Tip::genesis([7; 32]);
+    tip.executed = 3;
+    tip.reconfigured = Some(3);
+    let validator = Box::new(SimConfigValidator { config_sequence: 0 });
+    let r = Replica::new(config(2, 4), Box::new(ring.signer(2)), ring.mac_keys(2), validator, tip, &[]).unwrap();
+    assert_eq!(r.epoch_end(), Some(4), "the first checkpoint at or after block 3");
 }
 
 #[test]

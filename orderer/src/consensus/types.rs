@@ -129,6 +129,14 @@ pub trait Validator {
         let _ = envelope;
         None
     }
+    /// Whether the envelope is a valid reconfiguration (a configuration
+    /// update that replaces this epoch's configuration). Deterministic, used
+    /// at execution: the first one executed ends the epoch at the next
+    /// checkpoint, and the next epoch runs under the new configuration.
+    fn reconfiguration(&self, envelope: &[u8]) -> bool {
+        let _ = envelope;
+        false
+    }
 }
 
 /// A consenter announced its key material for `epoch`.

@@ -357,6 +357,9 @@ fn recover_tip(
             if let Some(a) = validator.announcement(envelope).filter(|a| a.epoch == next) {
                 tip.announced.push((n, a.consenter));
             }
+            if tip.reconfigured.is_none() && validator.reconfiguration(envelope) {
+                tip.reconfigured = Some(n);
+            }
         }
     }
     Ok(tip)

@@ -458,7 +458,7 @@ impl Cluster {
                     .map(|a| (b.number, a.consenter))
             })
             .collect();
-        let tip = Tip { executed, header_hash, recent, stable, uncertified, announced };
+        let tip = Tip { executed, header_hash, recent, stable, uncertified, announced, reconfigured: None };
         match Replica::new(cfg, Box::new(self.keyring.signer(id)), macs, Box::new(SimValidator), tip, &node.store) {
             Ok(r) => node.replica = Some(r),
             Err(e) => self.report.safety.push(format!("node {id} could not start: {e}")),

@@ -144,6 +144,101 @@ pub fn parse_announcement(envelope: &[u8]) -> Option<(Announcement, [u8; 32])> {
     Some((Announcement { consenter, epoch }, material))
 }
 
+const RECONFIGURATION_PREFIX: &[u8] = b"rcf1";
+/// Most members a simulated configuration lists.
+const RECONFIGURATION_MEMBERS_MAX: usize = 64;
+
+/// A simulated channel configuration: its sequence number and its
+/// consenters, each with the version of its identity key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimConfig {
+    pub sequence: u64,
+    pub members: Vec<(ReplicaId, u32)>,
+}
+
+/// A reconfiguration (the simulator's config update) to `config`: prefix,
+/// sequence, members with their identity-key versions, and a tag under the
+/// channel admins' key (it stands in for their signatures; no replica holds
+/// it, so a Byzantine replica cannot forge one).
+pub fn make_reconfiguration(config: &SimConfig) -> Vec<u8> {
+    let mut body = Vec::with_capacity(16 + 8 * config.members.len() + 32);
+    body.extend_from_slice(RECONFIGURATION_PREFIX);
+    body.extend_from_slice(&config.sequence.to_be_bytes());
+    body.extend_from_slice(&(config.members.len() as u32).to_be_bytes());
+    for (id, version) in &config.members {
+        body.extend_from_slice(&id.to_be_bytes());
+        body.extend_from_slice(&version.to_be_bytes());
+    }
+    let tag = hmac_sha256(ADMIN_KEY, &body);
+    body.extend_from_slice(&tag);
+    body
+}
+
+const ADMIN_KEY: &[u8] = b"bftorderer-sim-admin-key";
+
+/// The configuration a reconfiguration carries, if it is well formed and
+/// signed by the admins (any sequence).
+pub fn parse_reconfiguration(envelope: &[u8]) -> Option<SimConfig> {
+    let rest = envelope.strip_prefix(RECONFIGURATION_PREFIX)?;
+    let sequence = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let count = u32::from_be_bytes(rest.get(8..12)?.try_into().ok()?) as usize;
+    if count == 0 || count > RECONFIGURATION_MEMBERS_MAX || rest.len() != 12 + 8 * count + 32 {
+        return None;
+    }
+    let (body, tag) = envelope.split_at(envelope.len() - 32);
+    if hmac_sha256(ADMIN_KEY, body).as_slice() != tag {
+        return None;
+    }
+    let members = rest[12..12 + 8 * count]
+        .chunks_exact(8)
+        .map(|c| (u32::from_be_bytes([c[0], c[1], c[2], c[3]]), u32::from_be_bytes([c[4], c[5], c[6], c[7]])))
+        .collect();
+    Some(SimConfig { sequence, members })
+}
+
+/// The validator of one epoch: [`SimValidator`] plus reconfigurations,
+/// valid when they carry the configuration after this epoch's one.
+pub struct SimConfigValidator {
+    /// The sequence number of this epoch's configuration.
+    pub config_sequence: u64,
+}
+
+impl SimConfigValidator {
+    fn is_next(&self, envelope: &[u8]) -> bool {
+        parse_reconfiguration(envelope).is_some_and(|c| c.sequence == self.config_sequence + 1)
+    }
+}
+
+impl Validator for SimConfigValidator {
+    fn validate(&self, envelope: &[u8]) -> Result<TxId, String> {
+        if envelope.starts_with(RECONFIGURATION_PREFIX) {
+            return match self.is_next(envelope) {
+                true => Ok(Sha256::digest(envelope).into()),
+                false => Err(format!(
+                    "not a valid reconfiguration to configuration {} (forged, malformed or stale)",
+                    self.config_sequence + 1
+                )),
+            };
+        }
+        SimValidator.validate(envelope)
+    }
+
+    fn tx_id(&self, envelope: &[u8]) -> Option<TxId> {
+        if envelope.starts_with(RECONFIGURATION_PREFIX) {
+            return Some(Sha256::digest(envelope).into());
+        }
+        SimValidator.tx_id(envelope)
+    }
+
+    fn announcement(&self, envelope: &[u8]) -> Option<Announcement> {
+        SimValidator.announcement(envelope)
+    }
+
+    fn reconfiguration(&self, envelope: &[u8]) -> bool {
+        self.is_next(envelope)
+    }
+}
+
 /// Validates simulated client envelopes and key announcements.
 pub struct SimValidator;
 
@@ -205,6 +300,23 @@ mod tests {
         claimed_by_other[7] = 4;
         assert!(SimValidator.validate(&claimed_by_other).is_err());
         assert_eq!(SimValidator.announcement(&claimed_by_other), None);
+    }
+
+    #[test]
+    fn a_reconfiguration_is_valid_for_the_next_configuration_only_and_cannot_be_forged() {
+        let config = SimConfig { sequence: 3, members: vec![(1, 0), (2, 1), (3, 0), (5, 0)] };
+        let r = make_reconfiguration(&config);
+        assert_eq!(parse_reconfiguration(&r), Some(config));
+        assert!(SimConfigValidator { config_sequence: 2 }.reconfiguration(&r));
+        assert!(SimConfigValidator { config_sequence: 2 }.validate(&r).is_ok());
+        assert!(!SimConfigValidator { config_sequence: 3 }.reconfiguration(&r), "stale");
+        assert!(SimConfigValidator { config_sequence: 3 }.validate(&r).is_err());
+        assert!(!SimConfigValidator { config_sequence: 1 }.reconfiguration(&r), "skips one");
+        let mut forged = r.clone();
+        forged[13] ^= 1;
+        assert!(!SimConfigValidator { config_sequence: 2 }.reconfiguration(&forged));
+        assert!(SimConfigValidator { config_sequence: 2 }.validate(&forged).is_err());
+        assert!(!SimValidator.reconfiguration(&r), "the plain validator knows no configuration");
     }
 
     #[test]
