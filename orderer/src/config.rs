@@ -51,6 +51,11 @@ pub struct NodeSection {
     pub data_dir: PathBuf,
     /// The node's MSP folder (signcerts, keystore, cacerts) from ca-tools.
     pub msp_dir: PathBuf,
+    /// A second MSP folder holding this node's next identity (empty: none).
+    /// When a reconfiguration pins a new identity certificate for this
+    /// consenter, the node signs with whichever of `msp_dir` and
+    /// `next_msp_dir` holds it.
+    pub next_msp_dir: PathBuf,
     /// The node's TLS folder (server.crt, server.key, ca.crt) from ca-tools.
     pub tls_dir: PathBuf,
     /// The node's X25519 key for pairwise MAC keys (created if missing).
@@ -139,6 +144,7 @@ impl Default for NodeSection {
             msp_id: "OrdererMSP".into(),
             data_dir: "data".into(),
             msp_dir: "msp".into(),
+            next_msp_dir: PathBuf::new(),
             tls_dir: "tls".into(),
             mac_key_file: "mac.key".into(),
             bootstrap_dir: "bootstrap".into(),
@@ -220,11 +226,12 @@ impl NodeConfig {
         for p in [
             &mut cfg.node.data_dir,
             &mut cfg.node.msp_dir,
+            &mut cfg.node.next_msp_dir,
             &mut cfg.node.tls_dir,
             &mut cfg.node.mac_key_file,
             &mut cfg.node.bootstrap_dir,
         ] {
-            if p.is_relative() && !base.as_os_str().is_empty() {
+            if p.is_relative() && !base.as_os_str().is_empty() && !p.as_os_str().is_empty() {
                 *p = base.join(&*p);
             }
         }

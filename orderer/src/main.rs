@@ -219,6 +219,16 @@ enum ClientAction {
         #[arg(long)]
         wait: bool,
     },
+    /// Submit an envelope built elsewhere (e.g. a configuration update
+    /// from `channels config-update envelope`), as is.
+    SubmitEnvelope {
+        /// The encoded envelope.
+        #[arg(long)]
+        file: PathBuf,
+        /// Answer only once the envelope is in a committed block.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Fetch one block (a number, oldest or newest) and verify it.
     Fetch {
         #[arg(default_value = "newest")]
@@ -274,6 +284,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let target = Target { addr, channel, tls_dir, cacerts: cacert, genesis };
             let action = match action {
                 ClientAction::Submit { signer, msp_id, data, wait } => Action::Submit { signer, msp_id, data, wait },
+                ClientAction::SubmitEnvelope { file, wait } => Action::SubmitEnvelope { file, wait },
                 ClientAction::Fetch { position, out } => Action::Fetch { position, out },
                 ClientAction::Deliver { start, stop } => Action::Deliver { start, stop },
             };

@@ -152,6 +152,11 @@ pub struct Status {
     pub epoch_bases: Arc<Vec<(u64, Seq)>>,
     /// This node's announcement for the next epoch is in the ledger.
     pub announced_next: bool,
+    /// The channel configuration of the current epoch (`None`: the channel
+    /// runs without epochs, under its genesis configuration).
+    pub config: Option<Arc<channels::ChannelConfig>>,
+    /// A reconfiguration removed this consenter: it orders nothing more.
+    pub retired: bool,
 }
 
 /// The answer to a key-rotation request.
@@ -224,6 +229,10 @@ impl ChannelHandle {
         }
     }
 }
+
+/// The refusal a consenter removed from the channel gives its clients.
+const RETIRED: &str = "this node is no longer a consenter of the channel (a reconfiguration removed it): submit to a \
+                       current consenter";
 
 /// Everything a channel task needs.
 pub struct ChannelParams {
@@ -303,6 +312,7 @@ pub fn spawn_with_epochs(
         announce_answer: None,
         deferred: Vec::new(),
         audit,
+        retired: false,
     };
     let join = tokio::spawn(task.run(req_rx, in_rx, params.tick));
     Ok((ChannelHandle { name: channel, requests: req_tx, inbound: in_tx, status: status_rx, metrics }, join))
@@ -394,6 +404,8 @@ struct Task {
     deferred: Vec<(Vec<u8>, oneshot::Sender<SubmitResult>)>,
     /// This consenter's signed vote log.
     audit: Option<super::audit_api::AuditLog>,
+    /// A reconfiguration removed this consenter from the channel.
+    retired: bool,
 }
 
 /// A span between two phases of one sequence number, measured by [`PhaseClock`].
@@ -560,6 +572,10 @@ impl Task {
     }
 
     fn submit(&mut self, envelope: Vec<u8>, reply: oneshot::Sender<SubmitResult>, pending: &mut Pending) {
+        if self.retired {
+            let _ = reply.send(SubmitResult::Refused(Refusal::Invalid(RETIRED.into())));
+            return;
+        }
         // The epoch ended in this round of inputs and the switch follows the
         // flush: hold the request for the next epoch's replica instead of
         // refusing it (bounded by the requests drained per round).
@@ -764,6 +780,8 @@ impl Task {
                 .as_ref()
                 .map_or_else(|| Arc::new(vec![(r.config().epoch, r.config().epoch_base)]), |e| e.bases.clone()),
             announced_next: self.epochs.as_ref().is_some_and(|e| e.rotation.has_announced()),
+            config: self.epochs.as_ref().map(|e| e.config().clone()),
+            retired: self.retired,
         };
         self.status.send_replace(status);
     }
@@ -804,7 +822,7 @@ impl Task {
         if let Some(last_seq) = self.epoch_ended.take() {
             self.switch_epoch(last_seq).await?;
         }
-        let Some(shell) = self.epochs.as_mut() else { return Ok(()) };
+        let Some(shell) = self.epochs.as_mut().filter(|_| !self.retired) else { return Ok(()) };
         if let Some(rx) = self.announce_answer.as_mut() {
             match rx.try_recv() {
                 Ok(SubmitResult::Accepted { .. } | SubmitResult::Refused(Refusal::Duplicate)) => {
@@ -848,8 +866,22 @@ impl Task {
         };
         let next = shell.prepare_next(&self.store, last_seq)?;
         let epoch = next.record.epoch;
+        if let Some(r) = &next.reconfigured {
+            tracing::info!(channel = %self.channel, epoch, block = r.block, tx_id = %r.tx_id, sequence = r.config.sequence, consenters = r.config.consenters.len(), "reconfiguration takes effect: the next epoch runs under the new channel configuration");
+        }
         self.store.begin_epoch(&self.channel, epoch, &next.record.encode())?;
         let (parts, keys) = next.into_parts();
+        let Some(parts) = parts else {
+            shell.switched(keys)?;
+            self.retired = true;
+            self.metrics.epoch_started();
+            tracing::warn!(channel = %self.channel, epoch, base = last_seq, "a reconfiguration removed this consenter from the channel: it stops ordering and keeps its ledger");
+            for (_, reply) in std::mem::take(&mut self.deferred) {
+                let _ = reply.send(SubmitResult::Refused(Refusal::Invalid(RETIRED.into())));
+            }
+            self.publish_status();
+            return Ok(());
+        };
         let tip = recover_tip(&self.store, &self.channel, &parts.config, &parts.validator)?;
         let replica =
             Replica::new(parts.config, Box::new(parts.crypto), parts.macs, Box::new(parts.validator), tip, &[])

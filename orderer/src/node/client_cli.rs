@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ca_tools::{Msp, TlsIdentity};
-use channels::block::{verify_block_certificate, verify_link};
+use channels::block::verify_link;
 use channels::proto::common::{Block as PbBlock, HeaderType};
-use channels::ChannelConfig;
 use prost::Message;
 
 use super::client::HttpsClient;
+use super::follow::ConfigFollower;
 
 /// Where and as whom to connect.
 pub struct Target {
@@ -37,6 +37,7 @@ pub struct Target {
 /// What to do.
 pub enum Action {
     Submit { signer: PathBuf, msp_id: Option<String>, data: PathBuf, wait: bool },
+    SubmitEnvelope { file: PathBuf, wait: bool },
     Fetch { position: String, out: Option<PathBuf> },
     Deliver { start: String, stop: String },
 }
@@ -65,7 +66,8 @@ async fn connect(t: &Target) -> Result<HttpsClient, String> {
 /// What received blocks are verified against: the configuration in a
 /// genesis block, and that block's header hash.
 struct Trust {
-    config: ChannelConfig,
+    /// The configuration in force along the blocks verified so far.
+    follower: ConfigFollower,
     genesis_hash: [u8; 32],
     /// The genesis block came from the orderer itself (no `--genesis`).
     on_first_use: bool,
@@ -80,20 +82,28 @@ impl Trust {
             return Err(format!("it is the genesis block of channel {:?}, not {channel:?}", config.channel_id));
         }
         let genesis_hash = genesis.header_checked().map_err(|e| e.to_string())?.hash();
-        Ok(Self { config, genesis_hash, on_first_use })
+        Ok(Self { follower: ConfigFollower::new(config)?, genesis_hash, on_first_use })
     }
 
     /// Checks one received block: its data hash, and its certificate (a
-    /// quorum of valid consenter signatures over the header) or, for block
-    /// 0, that it is the trusted genesis block. Links between consecutive
-    /// blocks are checked by the caller.
-    fn verify(&self, block: &PbBlock) -> Result<&'static str, String> {
+    /// quorum of valid signatures of the consenters of the configuration in
+    /// force at that block) or, for block 0, that it is the trusted genesis
+    /// block. Blocks after the genesis block come in order, from block 1
+    /// (the configuration follows the reconfigurations in them); links
+    /// between consecutive blocks are checked by the caller.
+    fn verify(&mut self, block: &PbBlock) -> Result<&'static str, String> {
         let number = block.number();
         channels::block::verify_data_hash(block).map_err(|e| format!("block {number}: {e}"))?;
         if number > 0 {
-            return verify_block_certificate(block, &self.config)
-                .map(|_| "certificate verified")
-                .map_err(|e| format!("block {number}: {e}"));
+            let before = self.follower.applied.len();
+            self.follower.verify_and_observe(block).map_err(|e| format!("block {number}: {e}"))?;
+            return Ok(if self.follower.applied.len() > before {
+                "certificate verified (by the consenters of a new configuration)"
+            } else if self.follower.scheduled().is_some_and(|s| s.block == number) {
+                "certificate verified; holds a reconfiguration"
+            } else {
+                "certificate verified"
+            });
         }
         let hash = block.header_checked().map_err(|e| format!("block 0: {e}"))?.hash();
         match (hash == self.genesis_hash, self.on_first_use) {
@@ -150,29 +160,34 @@ pub async fn run(t: Target, action: Action) -> Result<(), String> {
                 HeaderType::EndorserTransaction,
             )
             .map_err(|e| e.to_string())?;
-            let path = if wait { format!("{base}/envelopes?wait=commit") } else { format!("{base}/envelopes") };
-            let r = conn.request("POST", &path, &env.encode_to_vec()).await.map_err(|e| e.to_string())?;
-            println!("{}", String::from_utf8_lossy(&r.body));
-            if r.status == 200 {
-                Ok(())
-            } else {
-                Err(format!("HTTP {}", r.status))
-            }
+            submit(&mut conn, &base, &env.encode_to_vec(), wait).await
         }
+        Action::SubmitEnvelope { file, wait } => submit(&mut conn, &base, &read(&file)?, wait).await,
         Action::Fetch { position, out } => {
-            let trust = trust(&t, &mut conn, &base).await?;
+            let mut trust = trust(&t, &mut conn, &base).await?;
             let r = conn.request("GET", &format!("{base}/blocks/{position}"), &[]).await.map_err(|e| e.to_string())?;
             if r.status != 200 {
                 return Err(format!("HTTP {}: {}", r.status, String::from_utf8_lossy(&r.body)));
             }
             let block =
                 PbBlock::decode(r.body.as_slice()).map_err(|e| format!("the orderer sent a malformed block: {e}"))?;
-            let verdict = trust.verify(&block).map_err(|e| format!("verification failed: {e}"))?;
             let number = block.number();
             if position.parse::<u64>().is_ok_and(|asked| asked != number) {
                 return Err(format!(
                     "verification failed: asked for block {position}, the orderer sent block {number}"
                 ));
+            }
+            // The configuration in force at the block: follow the ledger to it.
+            let mut previous = None;
+            if number > 1 {
+                let last = (number - 1).to_string();
+                verify_stream(&mut conn, &base, &mut trust, "1", &last, false, &mut previous)
+                    .await
+                    .map_err(|e| format!("verification failed on the way to block {number}: {e}"))?;
+            }
+            let verdict = trust.verify(&block).map_err(|e| format!("verification failed: {e}"))?;
+            if let Some(p) = &previous {
+                verify_link(p, &block).map_err(|e| format!("verification failed: {e}"))?;
             }
             let count = block.data.as_ref().map_or(0, |d| d.data.len());
             println!("block {number}: {count} envelopes, {verdict}");
@@ -182,49 +197,87 @@ pub async fn run(t: Target, action: Action) -> Result<(), String> {
             Ok(())
         }
         Action::Deliver { start, stop } => {
-            let trust = trust(&t, &mut conn, &base).await?;
-            let path = format!("{base}/deliver?start={start}&stop={stop}");
-            let mut buf: Vec<u8> = Vec::new();
-            let mut previous: Option<PbBlock> = None;
-            let mut failure: Option<String> = None;
-            let status = conn
-                .stream(&path, &mut |bytes: &[u8]| {
-                    for frame in super::client::deliver_frames(&mut buf, bytes) {
-                        let result = PbBlock::decode(frame.as_slice())
-                            .map_err(|e| format!("malformed block in the stream: {e}"))
-                            .and_then(|b| {
-                                let verdict = trust.verify(&b)?;
-                                if let Some(p) = &previous {
-                                    verify_link(p, &b).map_err(|e| e.to_string())?;
-                                }
-                                Ok((b, verdict))
-                            });
-                        match result {
-                            Ok((b, verdict)) => {
-                                let number = b.header.as_ref().map_or(0, |h| h.number);
-                                let count = b.data.as_ref().map_or(0, |d| d.data.len());
-                                println!("block {number}: {count} envelopes, {verdict}");
-                                previous = Some(b);
-                            }
-                            Err(e) => {
-                                failure = Some(e);
-                                return false;
-                            }
-                        }
-                    }
-                    true
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-            if let Some(e) = failure {
-                return Err(format!("verification failed, stream abandoned: {e}"));
+            let mut trust = trust(&t, &mut conn, &base).await?;
+            let mut previous = None;
+            // Blocks before the first one printed are verified too: the
+            // configuration in force follows the ledger from block 1.
+            if let Some(first) = start.parse::<u64>().ok().filter(|s| *s > 1) {
+                let last = (first - 1).to_string();
+                verify_stream(&mut conn, &base, &mut trust, "1", &last, false, &mut previous)
+                    .await
+                    .map_err(|e| format!("verification failed before block {first}: {e}"))?;
             }
-            if status == 200 {
-                Ok(())
-            } else {
-                Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&buf)))
-            }
+            let from = start.parse::<u64>().map_or(start.clone(), |s| s.to_string());
+            verify_stream(&mut conn, &base, &mut trust, &from, &stop, true, &mut previous).await
         }
+    }
+}
+
+/// Posts an encoded envelope; prints the orderer's answer.
+async fn submit(conn: &mut HttpsClient, base: &str, envelope: &[u8], wait: bool) -> Result<(), String> {
+    let path = if wait { format!("{base}/envelopes?wait=commit") } else { format!("{base}/envelopes") };
+    let r = conn.request("POST", &path, envelope).await.map_err(|e| e.to_string())?;
+    println!("{}", String::from_utf8_lossy(&r.body));
+    if r.status == 200 || (!wait && r.status == 202) {
+        Ok(())
+    } else {
+        Err(format!("HTTP {}", r.status))
+    }
+}
+
+/// Streams blocks `start..=stop` and verifies each one (certificate under
+/// the configuration in force, link to the previous one); prints them when
+/// `print`.
+async fn verify_stream(
+    conn: &mut HttpsClient,
+    base: &str,
+    trust: &mut Trust,
+    start: &str,
+    stop: &str,
+    print: bool,
+    previous: &mut Option<PbBlock>,
+) -> Result<(), String> {
+    let path = format!("{base}/deliver?start={start}&stop={stop}");
+    let mut buf: Vec<u8> = Vec::new();
+    let mut failure: Option<String> = None;
+    let status = conn
+        .stream(&path, &mut |bytes: &[u8]| {
+            for frame in super::client::deliver_frames(&mut buf, bytes) {
+                let result = PbBlock::decode(frame.as_slice())
+                    .map_err(|e| format!("malformed block in the stream: {e}"))
+                    .and_then(|b| {
+                        let verdict = trust.verify(&b)?;
+                        if let Some(p) = previous.as_ref() {
+                            verify_link(p, &b).map_err(|e| e.to_string())?;
+                        }
+                        Ok((b, verdict))
+                    });
+                match result {
+                    Ok((b, verdict)) => {
+                        if print {
+                            let number = b.header.as_ref().map_or(0, |h| h.number);
+                            let count = b.data.as_ref().map_or(0, |d| d.data.len());
+                            println!("block {number}: {count} envelopes, {verdict}");
+                        }
+                        *previous = Some(b);
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        return false;
+                    }
+                }
+            }
+            true
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(e) = failure {
+        return Err(format!("verification failed, stream abandoned: {e}"));
+    }
+    if status == 200 {
+        Ok(())
+    } else {
+        Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&buf)))
     }
 }
 

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use ca_tools::Msp;
 use channels::announcement::{build_announcement, Announced, AnnouncementVerifier};
 use channels::config::KeyRotation;
+use channels::config_update::ConfigUpdateVerifier;
 use channels::ChannelConfig;
 use prost::Message;
 use thiserror::Error;
@@ -46,8 +47,8 @@ use crate::consensus::codec::{DecodeError, Reader, Writer};
 use crate::consensus::{Config, Digest, MacKeys, ReplicaId, Seq};
 use crate::storage::{Store, StoreError};
 
-/// Version byte of the stored epoch record.
-const RECORD_VERSION: u8 = 1;
+/// Version byte of the stored epoch record (1: without the configuration).
+const RECORD_VERSION: u8 = 2;
 /// Most consenters an epoch record holds (the channel configuration's bound).
 const RECORD_CONSENTERS_MAX: usize = channels::config::MAX_CONSENTERS;
 /// An admitted announcement not executed after this many blocks is
@@ -74,6 +75,17 @@ pub enum EpochError {
          damaged; restore the data folder from a backup"
     )]
     MissingBlock { channel: String, seq: Seq, epoch: u64 },
+    #[error(
+        "this node is not a consenter of channel {channel} in its configuration {sequence} (a reconfiguration \
+         removed it): its ledger stays in the data folder; leave the channel with the admin API to delete it"
+    )]
+    Retired { channel: String, sequence: u64 },
+    #[error(
+        "channel {channel}: configuration {sequence} pins an identity certificate for consenter {id} that matches \
+         neither node.msp_dir nor node.next_msp_dir: put the new certificate and its key in node.next_msp_dir and \
+         restart the node"
+    )]
+    NoIdentity { channel: String, sequence: u64, id: ReplicaId },
     #[error("cannot sign the key announcement for channel {channel}: {detail}")]
     Sign { channel: String, detail: String },
     #[error(transparent)]
@@ -95,6 +107,9 @@ pub struct EpochRecord {
     /// The epoch whose announcement introduced the private key this node
     /// uses ([`FIRST_EPOCH`]: the node's `mac_key_file`).
     pub own_key_epoch: u64,
+    /// The canonical channel configuration of this epoch; empty: the
+    /// genesis configuration (records of version 1, the first epoch).
+    pub config: Vec<u8>,
 }
 
 impl EpochRecord {
@@ -106,7 +121,18 @@ impl EpochRecord {
             base_hash: genesis_hash,
             public_keys: identity::genesis_public_keys(config)?,
             own_key_epoch: FIRST_EPOCH,
+            config: Vec::new(),
         })
+    }
+
+    /// The channel configuration of this epoch (`genesis` if the record
+    /// holds none).
+    pub fn channel_config(&self, genesis: &ChannelConfig) -> Result<ChannelConfig, DecodeError> {
+        if self.config.is_empty() {
+            return Ok(genesis.clone());
+        }
+        ChannelConfig::from_canonical_bytes(&self.config)
+            .map_err(|_| DecodeError::Invalid { what: "epoch record (configuration)" })
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -116,13 +142,14 @@ impl EpochRecord {
         for (id, key) in &self.public_keys {
             w.u32(*id).digest(key);
         }
+        w.bytes(&self.config);
         w.finish()
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         let version = r.u8()?;
-        if version != RECORD_VERSION {
+        if version != RECORD_VERSION && version != 1 {
             return Err(DecodeError::UnknownTag { what: "epoch record version", tag: version });
         }
         let (epoch, base, base_hash, own_key_epoch) = (r.u64()?, r.u64()?, r.digest()?, r.u64()?);
@@ -134,11 +161,16 @@ impl EpochRecord {
                 return Err(DecodeError::Invalid { what: "epoch record (consenter twice)" });
             }
         }
+        let config = if version == 1 {
+            Vec::new()
+        } else {
+            r.bytes("epoch record configuration", channels::config::MAX_CONFIG_BYTES)?
+        };
         r.finish()?;
         if own_key_epoch > epoch || epoch < FIRST_EPOCH {
             return Err(DecodeError::Invalid { what: "epoch record (key epoch after the epoch)" });
         }
-        Ok(Self { epoch, base, base_hash, public_keys, own_key_epoch })
+        Ok(Self { epoch, base, base_hash, public_keys, own_key_epoch, config })
     }
 }
 
@@ -194,29 +226,6 @@ pub fn next_key_set(
     }
     assert!(keys.len() <= members.len(), "a key per member at most");
     keys
-}
-
-/// The valid announcements in blocks `from..=to` of the store, in ledger
-/// order (deterministic verification, see `channels::announcement`).
-pub fn scan_announcements(
-    store: &Store,
-    channel: &str,
-    verifier: &AnnouncementVerifier,
-    from: Seq,
-    to: Seq,
-) -> Result<Vec<(Seq, Announced)>, EpochError> {
-    let mut out = Vec::new();
-    for n in from..=to {
-        let Some(block) = store.block(channel, n)? else {
-            return Err(EpochError::MissingBlock { channel: channel.to_string(), seq: n, epoch: 0 });
-        };
-        for envelope in &block.envelopes {
-            if let Ok(a) = verifier.verify(envelope) {
-                out.push((n, a));
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// This node's X25519 secrets of one channel, one file per epoch:
@@ -449,9 +458,13 @@ fn secret_or_throwaway(
 
 /// What the node needs, beyond the channel configuration, to run epochs.
 pub struct EpochContext {
+    /// The genesis configuration of the channel.
     pub config: ChannelConfig,
     pub me: ReplicaId,
-    pub msp: Msp,
+    /// This node's identities: `node.msp_dir`, then `node.next_msp_dir` if
+    /// set. The one whose certificate the epoch's configuration pins for
+    /// this consenter signs (a reconfiguration may rotate it).
+    pub identities: Vec<Msp>,
     /// The node's first-epoch secret (`node.mac_key_file`).
     pub first_secret: StaticSecret,
     pub keys: KeyFiles,
@@ -459,6 +472,23 @@ pub struct EpochContext {
     pub pool_max: usize,
     pub sign_all_messages: bool,
     pub verified: Arc<VerifiedCache>,
+}
+
+impl EpochContext {
+    /// The identity whose certificate `config` pins for this consenter.
+    pub fn identity_for(&self, config: &ChannelConfig) -> Result<&Msp, EpochError> {
+        let channel = config.channel_id.clone();
+        let pinned = config
+            .consenter(self.me)
+            .ok_or(EpochError::Retired { channel: channel.clone(), sequence: config.sequence })?;
+        let key = ca_tools::PublicKey::from_cert(pinned.identity_cert.as_bytes())
+            .map_err(|e| IdentityError::BadConsenterCert { id: self.me, detail: e.to_string() })?;
+        self.identities.iter().find(|m| m.key.public_key().to_bytes() == key.to_bytes()).ok_or(EpochError::NoIdentity {
+            channel,
+            sequence: config.sequence,
+            id: self.me,
+        })
+    }
 }
 
 /// Everything a replica of one epoch is built from.
@@ -472,7 +502,11 @@ pub struct ReplicaParts {
 /// The epoch machinery of one channel, owned by its task.
 pub struct EpochShell {
     ctx: EpochContext,
+    /// The channel configuration of the current epoch.
+    config: Arc<ChannelConfig>,
     verifier: AnnouncementVerifier,
+    /// Reconfigurations of the current configuration.
+    updates: ConfigUpdateVerifier,
     /// The current epoch.
     pub record: EpochRecord,
     secret: StaticSecret,
@@ -486,59 +520,146 @@ pub struct EpochShell {
 /// The next epoch, ready to be stored and started.
 pub struct NextEpoch {
     pub record: EpochRecord,
-    pub parts: ReplicaParts,
+    /// `None`: this node is not a consenter of the next epoch (removed by
+    /// the reconfiguration that ended this one).
+    pub parts: Option<ReplicaParts>,
+    /// The next epoch's configuration, when a reconfiguration changed it.
+    pub reconfigured: Option<Reconfigured>,
+    config: ChannelConfig,
     secret: StaticSecret,
+}
+
+/// A reconfiguration that takes effect with the next epoch.
+#[derive(Clone, Debug)]
+pub struct Reconfigured {
+    /// The block that holds it.
+    pub block: Seq,
+    pub tx_id: String,
+    pub config: ChannelConfig,
 }
 
 /// The next epoch's record and this node's secret in it, once its replica
 /// parts are taken (see [`EpochShell::switched`]).
 pub struct NextKeys {
     pub record: EpochRecord,
+    config: ChannelConfig,
     secret: StaticSecret,
 }
 
 impl NextEpoch {
-    pub fn into_parts(self) -> (ReplicaParts, NextKeys) {
-        (self.parts, NextKeys { record: self.record, secret: self.secret })
+    pub fn into_parts(self) -> (Option<ReplicaParts>, NextKeys) {
+        (self.parts, NextKeys { record: self.record, config: self.config, secret: self.secret })
     }
+}
+
+/// What one epoch's blocks hold for the next: the key announcements and
+/// the first valid reconfiguration.
+#[derive(Default)]
+pub struct EpochScan {
+    pub announced: Vec<(Seq, Announced)>,
+    pub reconfigured: Option<Reconfigured>,
+}
+
+/// Reads blocks `from..=to` (deterministic verification, see
+/// `channels::announcement` and `channels::config_update`).
+pub fn scan_epoch(
+    store: &Store,
+    channel: &str,
+    verifier: &AnnouncementVerifier,
+    updates: &ConfigUpdateVerifier,
+    from: Seq,
+    to: Seq,
+) -> Result<EpochScan, EpochError> {
+    let mut out = EpochScan::default();
+    for n in from..=to {
+        let Some(block) = store.block(channel, n)? else {
+            return Err(EpochError::MissingBlock { channel: channel.to_string(), seq: n, epoch: 0 });
+        };
+        for envelope in &block.envelopes {
+            if let Ok(a) = verifier.verify(envelope) {
+                out.announced.push((n, a));
+            } else if out.reconfigured.is_none() {
+                if let Some(u) = identity::valid_reconfiguration(updates, envelope) {
+                    out.reconfigured = Some(Reconfigured { block: n, tx_id: u.tx_id, config: u.config });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The MAC public keys of the next epoch: [`next_key_set`] over the
+/// announcements for the consenters that stay, then, from the next
+/// configuration, the key of every consenter added and of every consenter
+/// whose configured key the reconfiguration changed (how an operator
+/// replaces a lost key). Consenters removed have none.
+pub fn next_public_keys(
+    current_config: &ChannelConfig,
+    next_config: &ChannelConfig,
+    current: &BTreeMap<ReplicaId, [u8; 32]>,
+    next_epoch: u64,
+    announced: &[(Seq, Announced)],
+) -> Result<BTreeMap<ReplicaId, [u8; 32]>, IdentityError> {
+    let staying: Vec<ReplicaId> =
+        next_config.consenters.iter().map(|c| c.id).filter(|id| current_config.consenter(*id).is_some()).collect();
+    let mut keys = next_key_set(&staying, current, next_epoch, announced);
+    for c in &next_config.consenters {
+        let before = current_config.consenter(c.id).map(|o| o.mac_public_key.as_slice());
+        if before != Some(c.mac_public_key.as_slice()) || !keys.contains_key(&c.id) {
+            let key: [u8; 32] =
+                c.mac_public_key.as_slice().try_into().map_err(|_| IdentityError::NoMacKey { id: c.id })?;
+            keys.insert(c.id, key);
+        }
+    }
+    assert!(keys.len() == next_config.consenters.len(), "a key per consenter of the next epoch");
+    Ok(keys)
 }
 
 impl EpochShell {
     /// The current epoch of the channel after a (re)start: the latest
     /// stored record, or the first epoch; its private key; and whether this
     /// node's announcement for the next epoch is already in blocks
-    /// base+1..=`height`.
+    /// base+1..=`height`. A node that a reconfiguration removed gets
+    /// [`EpochError::Retired`].
     pub fn start(ctx: EpochContext, store: &Store, genesis_hash: Digest) -> Result<(Self, ReplicaParts), EpochError> {
         let channel = ctx.config.channel_id.clone();
         let record = match latest_record(store, &channel)? {
             Some(r) => r,
             None => EpochRecord::first(&ctx.config, genesis_hash)?,
         };
+        let config = record
+            .channel_config(&ctx.config)
+            .map_err(|e| EpochError::Record { channel: channel.clone(), detail: e.to_string() })?;
+        if config.consenter(ctx.me).is_none() {
+            return Err(EpochError::Retired { channel, sequence: config.sequence });
+        }
         let secret = if record.own_key_epoch == FIRST_EPOCH {
-            ctx.first_secret.clone()
+            Some(ctx.first_secret.clone())
         } else {
-            let secret = ctx.keys.load(record.own_key_epoch)?;
-            let expected = record.public_keys.get(&ctx.me).copied();
-            secret_or_throwaway(&ctx.keys, &channel, &record, secret, expected)
+            ctx.keys.load(record.own_key_epoch)?
         };
+        let expected = record.public_keys.get(&ctx.me).copied();
+        let secret = secret_or_throwaway(&ctx.keys, &channel, &record, secret, expected);
         // Keys neither in use nor possibly announced for the next epoch.
         let erased = ctx.keys.erase_except(&[record.own_key_epoch, record.epoch + 1])?;
         if erased > 0 {
             tracing::info!(channel = %channel, erased, "erased private MAC keys of older epochs");
         }
-        let verifier = AnnouncementVerifier::new(&ctx.config);
-        let mut rotation = Rotation::new(ctx.config.key_rotation.unwrap_or_default(), Instant::now());
+        let verifier = AnnouncementVerifier::new(&config);
+        let updates = ConfigUpdateVerifier::new(&config).map_err(|e| IdentityError::Config(e.to_string()))?;
+        let mut rotation = Rotation::new(config.key_rotation.unwrap_or_default(), Instant::now());
         let height = store.height(&channel)?;
         if height > record.base {
-            for (_, a) in scan_announcements(store, &channel, &verifier, record.base + 1, height)? {
+            for (_, a) in scan_epoch(store, &channel, &verifier, &updates, record.base + 1, height)?.announced {
                 if a.epoch == record.epoch + 1 {
                     rotation.observe(a.consenter, ctx.me);
                 }
             }
         }
         let bases = Arc::new(epoch_bases(store, &channel)?);
-        let shell = Self { verifier, record, secret, rotation, bases, switches: 0, ctx };
-        let parts = shell.parts(&shell.record, &shell.secret)?;
+        let config = Arc::new(config);
+        let shell = Self { verifier, updates, record, secret, rotation, bases, switches: 0, ctx, config };
+        let parts = shell.parts(&shell.record, &shell.secret, &shell.config)?;
         Ok((shell, parts))
     }
 
@@ -550,24 +671,40 @@ impl EpochShell {
         self.record.epoch
     }
 
-    /// The replica parts of the epoch of `record`, with this node's `secret`.
-    fn parts(&self, record: &EpochRecord, secret: &StaticSecret) -> Result<ReplicaParts, EpochError> {
+    /// The identity this consenter signs with in the current epoch.
+    pub fn identity(&self) -> Result<&Msp, EpochError> {
+        self.ctx.identity_for(&self.config)
+    }
+
+    /// The channel configuration of the current epoch.
+    pub fn config(&self) -> &Arc<ChannelConfig> {
+        &self.config
+    }
+
+    /// The replica parts of the epoch of `record` under `config`, with this
+    /// node's `secret`.
+    fn parts(
+        &self,
+        record: &EpochRecord,
+        secret: &StaticSecret,
+        config: &ChannelConfig,
+    ) -> Result<ReplicaParts, EpochError> {
         let ctx = &self.ctx;
-        let mut config =
-            identity::consensus_config(&ctx.config, ctx.me, record.epoch, record.base_hash, ctx.tick_ms, ctx.pool_max)?;
-        config.epoch_base = record.base;
-        config.check().map_err(IdentityError::Config)?;
-        let crypto = NodeCrypto::new(ctx.msp.key.clone(), &ctx.config, ctx.me)?;
+        let mut consensus =
+            identity::consensus_config(config, ctx.me, record.epoch, record.base_hash, ctx.tick_ms, ctx.pool_max)?;
+        consensus.epoch_base = record.base;
+        consensus.check().map_err(IdentityError::Config)?;
+        let crypto = NodeCrypto::new(ctx.identity_for(config)?.key.clone(), config, ctx.me)?;
         // This node's own entry is its secret's public half: the same as the
         // record's, except with a throwaway key (see `secret_or_throwaway`).
         let mut publics = record.public_keys.clone();
         publics.insert(ctx.me, *XPublic::from(secret).as_bytes());
-        let mut macs = identity::mac_keys_from(&ctx.config.channel_id, &publics, record.epoch, ctx.me, secret)?;
+        let mut macs = identity::mac_keys_from(&config.channel_id, &publics, record.epoch, ctx.me, secret)?;
         if ctx.sign_all_messages {
             macs = macs.signing_everything();
         }
-        let validator = EnvelopeValidator::new(&ctx.config, ctx.verified.clone())?.for_epoch(record.epoch);
-        Ok(ReplicaParts { config, crypto, macs, validator })
+        let validator = EnvelopeValidator::new(config, ctx.verified.clone())?.for_epoch(record.epoch);
+        Ok(ReplicaParts { config: consensus, crypto, macs, validator })
     }
 
     /// A committed block: notes the announcements for the next epoch in it.
@@ -592,52 +729,83 @@ impl EpochShell {
         let next = self.record.epoch + 1;
         let secret = self.ctx.keys.load_or_create(next)?;
         let public = *XPublic::from(&secret).as_bytes();
-        let envelope = build_announcement(&self.ctx.config.channel_id, &self.ctx.msp, self.ctx.me, next, &public)
-            .map_err(|e| EpochError::Sign { channel: self.ctx.config.channel_id.clone(), detail: e.to_string() })?
+        let msp = self.ctx.identity_for(&self.config)?;
+        let envelope = build_announcement(&self.config.channel_id, msp, self.ctx.me, next, &public)
+            .map_err(|e| EpochError::Sign { channel: self.config.channel_id.clone(), detail: e.to_string() })?
             .encode_to_vec();
         self.rotation.envelope = Some(envelope.clone());
         Ok(envelope)
     }
 
     /// The epoch after the one that ended with block `last_seq` (durable in
-    /// the store): its keys from the announcements in the ledger.
+    /// the store): its configuration (changed by the first valid
+    /// reconfiguration in the epoch's blocks, if any) and its keys.
     pub fn prepare_next(&self, store: &Store, last_seq: Seq) -> Result<NextEpoch, EpochError> {
         let channel = self.channel();
         let next = self.record.epoch + 1;
         let missing = || EpochError::MissingBlock { channel: channel.to_string(), seq: last_seq, epoch: next };
         let base_block = store.block(channel, last_seq)?.ok_or_else(missing)?;
-        let announced = scan_announcements(store, channel, &self.verifier, self.record.base + 1, last_seq)?;
-        let members: Vec<ReplicaId> = self.ctx.config.consenters.iter().map(|c| c.id).collect();
-        let public_keys = next_key_set(&members, &self.record.public_keys, next, &announced);
-        let mine = announced.iter().find(|(_, a)| a.epoch == next && a.consenter == self.ctx.me);
-        let (secret, own_key_epoch) = match mine {
-            Some((_, a)) => (self.ctx.keys.load(next)?, Some((next, a.public_key))),
-            None => (Some(self.secret.clone()), None),
+        let scan = scan_epoch(store, channel, &self.verifier, &self.updates, self.record.base + 1, last_seq)?;
+        let next_config = scan.reconfigured.as_ref().map_or_else(|| (*self.config).clone(), |r| r.config.clone());
+        let public_keys =
+            next_public_keys(&self.config, &next_config, &self.record.public_keys, next, &scan.announced)?;
+        let me = self.ctx.me;
+        // This node's secret: the key it announced, the one it used, or its
+        // key file's (a reconfiguration may have set that one again).
+        let expected = public_keys.get(&me).copied();
+        let announced = self.ctx.keys.load(next)?;
+        let candidates = [
+            (next, announced),
+            (self.record.own_key_epoch, Some(self.secret.clone())),
+            (FIRST_EPOCH, Some(self.ctx.first_secret.clone())),
+        ];
+        let chosen = candidates
+            .into_iter()
+            .find_map(|(epoch, s)| s.filter(|s| Some(*XPublic::from(s).as_bytes()) == expected).map(|s| (epoch, s)));
+        let own_key_epoch = chosen.as_ref().map_or(self.record.own_key_epoch, |(epoch, _)| *epoch);
+        let record = EpochRecord {
+            epoch: next,
+            base: last_seq,
+            base_hash: base_block.header_hash,
+            public_keys,
+            own_key_epoch,
+            config: next_config.to_canonical_bytes(),
         };
-        let own_key_epoch = own_key_epoch.map_or(self.record.own_key_epoch, |(epoch, _)| epoch);
-        let record =
-            EpochRecord { epoch: next, base: last_seq, base_hash: base_block.header_hash, public_keys, own_key_epoch };
-        let expected = record.public_keys.get(&self.ctx.me).copied();
-        let secret = secret_or_throwaway(&self.ctx.keys, channel, &record, secret, expected);
-        let parts = self.parts(&record, &secret)?;
+        let secret = match expected {
+            // Not a consenter any more: no key is used.
+            None => StaticSecret::random_from_rng(rand_core::OsRng),
+            Some(_) => secret_or_throwaway(&self.ctx.keys, channel, &record, chosen.map(|(_, s)| s), expected),
+        };
+        let parts = match next_config.consenter(me) {
+            Some(_) => Some(self.parts(&record, &secret, &next_config)?),
+            None => None,
+        };
         let announcers: BTreeSet<ReplicaId> =
-            announced.iter().filter(|(_, a)| a.epoch == next).map(|(_, a)| a.consenter).collect();
-        let silent: Vec<ReplicaId> = members.iter().filter(|id| !announcers.contains(id)).copied().collect();
-        if !silent.is_empty() {
+            scan.announced.iter().filter(|(_, a)| a.epoch == next).map(|(_, a)| a.consenter).collect();
+        let silent: Vec<ReplicaId> =
+            self.config.consenters.iter().map(|c| c.id).filter(|id| !announcers.contains(id)).collect();
+        if !silent.is_empty() && scan.reconfigured.is_none() {
             tracing::warn!(channel = %channel, epoch = next, ?silent, "consenters that did not announce keep their previous MAC public key");
         }
-        Ok(NextEpoch { record, parts, secret })
+        Ok(NextEpoch { record, parts, reconfigured: scan.reconfigured, config: next_config, secret })
     }
 
     /// The next epoch is stored: it becomes the current one, the private
     /// keys no longer in use are erased, the triggers start over.
     pub fn switched(&mut self, next: NextKeys) -> Result<usize, EpochError> {
         Arc::make_mut(&mut self.bases).push((next.record.epoch, next.record.base));
+        if next.config != *self.config {
+            self.verifier = AnnouncementVerifier::new(&next.config);
+            self.updates = ConfigUpdateVerifier::new(&next.config).map_err(|e| IdentityError::Config(e.to_string()))?;
+            self.config = Arc::new(next.config);
+        }
         self.record = next.record;
         self.secret = next.secret;
         self.switches += 1;
-        self.rotation = Rotation::new(self.ctx.config.key_rotation.unwrap_or_default(), Instant::now());
-        self.ctx.keys.erase_except(&[self.record.own_key_epoch])
+        self.rotation = Rotation::new(self.config.key_rotation.unwrap_or_default(), Instant::now());
+        let keep: &[u64] =
+            if self.config.consenter(self.ctx.me).is_some() { &[self.record.own_key_epoch] } else { &[] };
+        self.ctx.keys.erase_except(keep)
     }
 }
 

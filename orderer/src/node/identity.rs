@@ -8,6 +8,7 @@ use std::path::Path;
 
 use ca_tools::{PublicKey, SigningKey};
 use channels::announcement::{is_announcement, AnnouncementVerifier};
+use channels::config_update::{is_config_update, ConfigUpdateVerifier, ConfigUpdated};
 use channels::envelope::{decode_envelope, verify_envelope, ChannelTrust};
 use channels::ChannelConfig;
 use hkdf::Hkdf;
@@ -118,6 +119,8 @@ pub struct EnvelopeValidator {
     bytes_max: usize,
     verified: std::sync::Arc<VerifiedCache>,
     announcements: AnnouncementVerifier,
+    /// Reconfigurations of this epoch's configuration.
+    updates: ConfigUpdateVerifier,
     /// The epoch of the replica this validator serves: announcements are
     /// admitted for the next one only.
     epoch: u64,
@@ -129,7 +132,8 @@ impl EnvelopeValidator {
         let trust = ChannelTrust::new(config).map_err(|e| IdentityError::Config(e.to_string()))?;
         let bytes_max = config.batch.as_ref().map_or(10 << 20, |b| b.absolute_max_bytes as usize);
         let announcements = AnnouncementVerifier::new(config);
-        Ok(Self { trust, bytes_max, verified, announcements, epoch: super::server::FIRST_EPOCH })
+        let updates = ConfigUpdateVerifier::new(config).map_err(|e| IdentityError::Config(e.to_string()))?;
+        Ok(Self { trust, bytes_max, verified, announcements, updates, epoch: super::server::FIRST_EPOCH })
     }
 
     /// The same validator for a replica of `epoch`.
@@ -155,6 +159,37 @@ impl EnvelopeValidator {
         }
         parse_tx_id(&announced.tx_id).ok_or_else(|| "tx id is not 64 hex digits".to_string())
     }
+
+    /// Admission of a reconfiguration: everything [`Validator::reconfiguration`]
+    /// checks at execution, and the certificates valid now.
+    fn validate_reconfiguration(&self, envelope: &[u8]) -> Result<TxId, String> {
+        let update = self.updates.verify_submitted(envelope, ca_tools::now_unix()).map_err(|e| e.to_string())?;
+        check_mac_keys(&update.config)?;
+        parse_tx_id(&update.tx_id).ok_or_else(|| "tx id is not 64 hex digits".to_string())
+    }
+}
+
+/// The reconfiguration `envelope` carries, if it is one and valid for the
+/// configuration of `updates`: the one rule the core (which ends the epoch
+/// on it) and the epoch shell (which applies it) both use. Deterministic.
+pub fn valid_reconfiguration(updates: &ConfigUpdateVerifier, envelope: &[u8]) -> Option<ConfigUpdated> {
+    if !is_config_update(envelope) {
+        return None;
+    }
+    updates.verify(envelope).ok().filter(|u| check_mac_keys(&u.config).is_ok())
+}
+
+/// Every consenter of a new configuration needs an X25519 MAC public key:
+/// the next epoch's pairwise keys are derived from them.
+fn check_mac_keys(config: &ChannelConfig) -> Result<(), String> {
+    match config.consenters.iter().find(|c| c.mac_public_key.len() != 32) {
+        Some(c) => Err(format!(
+            "consenter {} has no 32-byte MAC public key in the new configuration: set mac_public_key (the hex in its \
+             mac.pub) before submitting the update",
+            c.id
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Parses Fabric's hex tx id into 32 bytes.
@@ -165,6 +200,9 @@ pub fn parse_tx_id(hex_id: &str) -> Option<TxId> {
 
 impl Validator for EnvelopeValidator {
     fn validate(&self, envelope: &[u8]) -> Result<TxId, String> {
+        if is_config_update(envelope) {
+            return self.validate_reconfiguration(envelope);
+        }
         if is_announcement(envelope) {
             // Never from the cache: the peer API checks envelopes, not
             // whose key an announcement carries.
@@ -188,6 +226,12 @@ impl Validator for EnvelopeValidator {
     fn announcement(&self, envelope: &[u8]) -> Option<Announcement> {
         let announced = self.announcements.verify(envelope).ok()?;
         Some(Announcement { consenter: announced.consenter, epoch: announced.epoch })
+    }
+
+    /// Deterministic, like [`Validator::announcement`]: no clock (the
+    /// certificates are judged at the update's signed timestamp).
+    fn reconfiguration(&self, envelope: &[u8]) -> bool {
+        valid_reconfiguration(&self.updates, envelope).is_some()
     }
 }
 

@@ -11,6 +11,7 @@ pub mod client;
 pub mod client_cli;
 pub mod dev;
 pub mod epoch;
+pub mod follow;
 pub mod identity;
 pub mod ops;
 pub mod server;

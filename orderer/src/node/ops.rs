@@ -232,6 +232,10 @@ fn render_channels(reg: &Registry, channels: &[Arc<ChannelEntry>], node_id: u32)
         ch,
     )?;
     let consenters = gauge(reg, "bft_consenters", "Consenters of the channel", ch)?;
+    let config_sequence =
+        gauge(reg, "bft_config_sequence", "Sequence number of the channel configuration in force here", ch)?;
+    let retired =
+        gauge(reg, "bft_consenter_removed", "1 once a reconfiguration removed this node from the channel", ch)?;
     let quorum = gauge(reg, "bft_quorum", "Votes needed for a quorum on the channel", ch)?;
     let expiry = gauge(
         reg,
@@ -273,6 +277,9 @@ fn render_channels(reg: &Registry, channels: &[Arc<ChannelEntry>], node_id: u32)
         rotate_blocks.with_label_values(&[ch]).set(to_i64(policy.every_blocks));
         rotate_seconds.with_label_values(&[ch]).set(to_i64(policy.every_seconds));
         consenters.with_label_values(&[ch]).set(entry.config.consenters.len() as i64);
+        let sequence = st.config.as_ref().map_or(entry.config.sequence, |c| c.sequence);
+        config_sequence.with_label_values(&[ch]).set(to_i64(sequence));
+        retired.with_label_values(&[ch]).set(i64::from(st.retired));
         quorum.with_label_values(&[ch]).set(entry.config.quorum() as i64);
         for (kind, not_after) in own_certificate_expiry(entry, node_id) {
             expiry.with_label_values(&[ch, kind]).set(not_after);

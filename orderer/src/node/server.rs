@@ -16,7 +16,7 @@ use thiserror::Error;
 
 use super::api::{self, ApiState, ChannelEntry, TlsListener};
 use super::channel::{self, ChannelParams, Transport};
-use super::epoch::{EpochContext, EpochShell, KeyFiles};
+use super::epoch::{EpochContext, EpochError, EpochShell, KeyFiles};
 use super::identity;
 use super::ops::{self, LinkStats, OpsState};
 use crate::config::NodeConfig;
@@ -50,6 +50,8 @@ pub enum NodeError {
     AlreadyJoined(String),
     #[error("channel {0} is not joined on this node")]
     NotJoined(String),
+    #[error("channel {channel}: {detail}")]
+    Retired { channel: String, detail: String },
 }
 
 /// The channels this node runs, from the genesis blocks in `dir`.
@@ -148,8 +150,9 @@ pub struct Node {
     mac_secret: x25519_dalek::StaticSecret,
     /// Joined channels, shared with the APIs and the frame router.
     pub entries: Arc<RwLock<HashMap<String, Arc<ChannelEntry>>>>,
-    /// Genesis blocks of the joined channels, for the links' peer list.
-    joined: std::sync::Mutex<BTreeMap<String, (PbBlock, ChannelConfig)>>,
+    /// Genesis blocks of the joined channels and their current
+    /// configurations, for the links' peer list.
+    joined: Arc<std::sync::Mutex<BTreeMap<String, (PbBlock, ChannelConfig)>>>,
 }
 
 /// Where a joined channel's genesis block is kept.
@@ -182,9 +185,7 @@ impl Node {
         }
         let genesis_hash = genesis.header.as_ref().map(|h| h.hash()).unwrap_or_default();
         let cfg = &self.cfg;
-        let msp = Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?;
-        let audit_signer =
-            identity::NodeCrypto::new(Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?.key, &config, me)?;
+        let identities = node_identities(cfg)?;
         let verified = Arc::new(identity::VerifiedCache::default());
         // The current epoch (the latest stored epoch record, else the first
         // one) and the replica parts of it: keys, validator, parameters.
@@ -193,7 +194,7 @@ impl Node {
             EpochContext {
                 config: config.clone(),
                 me,
-                msp,
+                identities,
                 first_secret: self.mac_secret.clone(),
                 keys: KeyFiles::new(&cfg.node.data_dir, &name),
                 tick_ms: cfg.consensus.tick_ms,
@@ -204,7 +205,14 @@ impl Node {
             &self.store,
             genesis_hash,
         )
-        .map_err(|e| Self::channel_err(&name, e))?;
+        .map_err(|e| match e {
+            EpochError::Retired { .. } => NodeError::Retired { channel: name.clone(), detail: e.to_string() },
+            e => Self::channel_err(&name, e),
+        })?;
+        // The configuration of the current epoch (reconfigurations change it).
+        let config = (**shell.config()).clone();
+        let signer_key = shell.identity().map_err(|e| Self::channel_err(&name, e))?.key.clone();
+        let audit_signer = identity::NodeCrypto::new(signer_key, &config, me)?;
         let epoch = shell.epoch();
         let trust = ChannelTrust::new(&config).map_err(|e| Self::channel_err(&name, e))?;
         let orgs = config.org_trust().map_err(|e| Self::channel_err(&name, e))?;
@@ -213,11 +221,7 @@ impl Node {
         std::fs::write(dir.join(format!("{name}.block")), genesis.encode_to_vec())
             .map_err(|e| Self::channel_err(&name, e))?;
         let _ = std::fs::remove_file(dir.join(format!("{name}.removed")));
-        if let Ok(mut joined) = self.joined.lock() {
-            joined.insert(name.clone(), (genesis.clone(), config.clone()));
-            let all: Vec<(PbBlock, ChannelConfig)> = joined.values().cloned().collect();
-            self.links.replace_peers(consenter_endpoints(&all, me)?).map_err(|e| NodeError::Net(e.to_string()))?;
-        }
+        self.track_config(&name, genesis.clone(), config.clone())?;
         let (handle, _join) = channel::spawn_with_epochs(
             ChannelParams {
                 config: parts.config,
@@ -244,11 +248,65 @@ impl Node {
             body_bytes_max: body_bytes_max.min(cfg.api.body_bytes_max),
             config,
         });
-        tracing::info!(channel = %name, consenters = entry.config.consenters.len(), "joined channel");
+        tracing::info!(channel = %name, consenters = entry.config.consenters.len(), sequence = entry.config.sequence, "joined channel");
         if let Ok(mut map) = self.entries.write() {
-            map.insert(name, entry.clone());
+            map.insert(name.clone(), entry.clone());
         }
+        self.follow_reconfigurations(&name, &entry);
         Ok(entry)
+    }
+
+    /// Records `config` as the current configuration of channel `name` and
+    /// gives the links the consenters of every joined channel.
+    fn track_config(&self, name: &str, genesis: PbBlock, config: ChannelConfig) -> Result<(), NodeError> {
+        track_config(&self.joined, &self.links, self.cfg.node.id, name, genesis, config)
+    }
+
+    /// Watches the channel's status for a new configuration (taking effect
+    /// with an epoch): the links get the new consenter set (added ones
+    /// dialled, removed ones dropped, rotated TLS certificates pinned) and
+    /// the API the new organisations.
+    fn follow_reconfigurations(&self, name: &str, entry: &Arc<ChannelEntry>) {
+        let mut status = entry.handle.status();
+        let mut sequence = entry.config.sequence;
+        let (joined, links, entries, me) =
+            (self.joined.clone(), self.links.clone(), self.entries.clone(), self.cfg.node.id);
+        let name = name.to_string();
+        tokio::spawn(async move {
+            while status.changed().await.is_ok() {
+                let Some(config) = status.borrow().config.clone() else { continue };
+                if config.sequence == sequence {
+                    continue;
+                }
+                sequence = config.sequence;
+                let Some(old) = entries.read().ok().and_then(|m| m.get(&name).cloned()) else { return };
+                let updated = ChannelTrust::new(&config).and_then(|trust| Ok((trust, config.org_trust()?)));
+                let (trust, orgs) = match updated {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::error!(channel = %name, error = %e, "the new configuration's trust anchors are unusable; the API keeps the previous ones");
+                        continue;
+                    }
+                };
+                if let Err(e) = track_config(&joined, &links, me, &name, old.genesis.clone(), (*config).clone()) {
+                    tracing::error!(channel = %name, error = %e, "cluster links not updated to the new configuration");
+                }
+                let entry = ChannelEntry {
+                    handle: old.handle.clone(),
+                    verified: old.verified.clone(),
+                    config: (*config).clone(),
+                    trust,
+                    orgs,
+                    genesis: old.genesis.clone(),
+                    epoch: old.epoch,
+                    body_bytes_max: old.body_bytes_max,
+                };
+                if let Ok(mut map) = entries.write() {
+                    map.insert(name.clone(), Arc::new(entry));
+                }
+                tracing::info!(channel = %name, sequence, consenters = config.consenters.len(), "channel configuration updated: links and API follow it");
+            }
+        });
     }
 
     /// Leaves a channel: stops its task, deletes its ledger from this node
@@ -284,6 +342,31 @@ impl Node {
     pub fn config(&self) -> &NodeConfig {
         &self.cfg
     }
+}
+
+/// Records `config` for channel `name` and hands the links the consenters
+/// of every joined channel's current configuration.
+fn track_config(
+    joined: &std::sync::Mutex<BTreeMap<String, (PbBlock, ChannelConfig)>>,
+    links: &Links,
+    me: u32,
+    name: &str,
+    genesis: PbBlock,
+    config: ChannelConfig,
+) -> Result<(), NodeError> {
+    let Ok(mut joined) = joined.lock() else { return Ok(()) };
+    joined.insert(name.to_string(), (genesis, config));
+    let all: Vec<(PbBlock, ChannelConfig)> = joined.values().cloned().collect();
+    links.replace_peers(consenter_endpoints(&all, me)?).map_err(|e| NodeError::Net(e.to_string()))
+}
+
+/// This node's identities: `node.msp_dir`, then `node.next_msp_dir` if set.
+fn node_identities(cfg: &NodeConfig) -> Result<Vec<Msp>, NodeError> {
+    let mut out = vec![Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?];
+    if !cfg.node.next_msp_dir.as_os_str().is_empty() {
+        out.push(Msp::load(Some(&cfg.node.msp_id), &cfg.node.next_msp_dir)?);
+    }
+    Ok(out)
 }
 
 /// The genesis blocks to join at start: those kept from earlier joins, then
@@ -361,11 +444,17 @@ pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
         store: store.clone(),
         mac_secret,
         entries: Arc::new(RwLock::new(HashMap::new())),
-        joined: std::sync::Mutex::new(BTreeMap::new()),
+        joined: Arc::new(std::sync::Mutex::new(BTreeMap::new())),
         cfg: cfg.clone(),
     });
     for (genesis, _) in startup {
-        node.join(genesis)?;
+        match node.join(genesis) {
+            Err(NodeError::Retired { channel, detail }) => {
+                tracing::warn!(channel = %channel, "not running the channel: {detail}");
+            }
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
     }
 
     // Route frames from the links to their channel's task.

@@ -1,0 +1,266 @@
+//! Reconfiguration with five real `orderer` processes under load. Two
+//! configuration updates, each signed by the admins of a majority of the
+//! channel's organisations and ordered like any transaction: the first
+//! rotates consenter 2's identity certificate (the node holds its next
+//! identity in `node.next_msp_dir` and signs with it from the switch on, no
+//! restart, no downtime), the second removes consenter 5 (it stops
+//! ordering, keeps its ledger and refuses clients; the four others carry
+//! on). No acknowledged envelope is lost or duplicated, the ledgers agree,
+//! every block verifies under the configuration in force at its height, and
+//! each update sits alone in its block.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ca_tools::{Ca, Msp, Validity};
+use channels::block::BlockCertificate;
+use channels::config_update::{propose, sign_update, update_envelope, ConfigUpdateVerifier};
+use channels::proto::common::Block as PbBlock;
+use channels::ChannelConfig;
+use orderer::node::client::HttpsClient;
+use orderer::node::epoch::{epoch_bases, epoch_of_block};
+use orderer::node::follow::ConfigFollower;
+use orderer::storage::Store;
+use prost::Message;
+use support::{clients, network, wait_until, Cluster, CHANNEL};
+
+const NODES: usize = 5;
+
+/// Submits envelopes round-robin with `wait=commit` to nodes 1-4 until
+/// `stop`; returns the acknowledged ones.
+async fn load(msp: Msp, mut conns: Vec<HttpsClient>, stop: Arc<AtomicBool>, tag: String) -> Vec<Vec<u8>> {
+    let path = format!("/v1/channels/{CHANNEL}/envelopes?wait=commit");
+    let mut acked = Vec::new();
+    let mut k = 0usize;
+    while !stop.load(Ordering::Relaxed) && acked.len() < 100_000 {
+        let env = channels::envelope::build_envelope_now(
+            CHANNEL,
+            &msp,
+            format!("{tag} tx {k}").as_bytes(),
+            channels::proto::common::HeaderType::EndorserTransaction,
+        )
+        .unwrap()
+        .encode_to_vec();
+        let n = k % conns.len();
+        k += 1;
+        match conns[n].request("POST", &path, &env).await {
+            Ok(r) if r.status == 200 => acked.push(env),
+            Ok(_) | Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    acked
+}
+
+fn metric(cluster: &Cluster, i: usize, name: &str) -> u64 {
+    cluster.metric(i, name).unwrap_or(0)
+}
+
+fn genesis(cluster: &Cluster) -> (PbBlock, ChannelConfig) {
+    let bytes = std::fs::read(cluster.opts.dir.join(format!("bootstrap/{CHANNEL}.block"))).unwrap();
+    let block = PbBlock::decode(bytes.as_slice()).unwrap();
+    let config = channels::config_from_genesis(&block).unwrap();
+    (block, config)
+}
+
+/// `next` as a signed CONFIG_UPDATE envelope: the admins of OrdererOrg1
+/// and OrdererOrg2 sign (2 of the 3 organisations: a majority), the first
+/// one submits.
+fn signed_update(cluster: &Cluster, next: &ChannelConfig) -> Vec<u8> {
+    let crypto = cluster.opts.dir.join("crypto");
+    let admin = |org: &str, msp: &str| Msp::load(Some(msp), &crypto.join(org).join("users/admin/msp")).unwrap();
+    let (a1, a2) = (admin("ordererorg1", "OrdererOrg1MSP"), admin("ordererorg2", "OrdererOrg2MSP"));
+    let mut update = propose(next);
+    sign_update(&mut update, &a1).unwrap();
+    sign_update(&mut update, &a2).unwrap();
+    update_envelope(CHANNEL, &update, &a1, ca_tools::now_unix()).unwrap().encode_to_vec()
+}
+
+/// Submits `envelope` to node `i` and waits for it to be committed.
+async fn submit_update(cluster: &Cluster, i: usize, envelope: &[u8]) {
+    let (msp, mut conns) = clients(&cluster.opts, &[i]).await;
+    drop(msp);
+    let r = conns[0].request("POST", &format!("/v1/channels/{CHANNEL}/envelopes?wait=commit"), envelope).await.unwrap();
+    assert_eq!(r.status, 200, "config update refused: {}", String::from_utf8_lossy(&r.body));
+    println!("config update committed: {}", String::from_utf8_lossy(&r.body));
+}
+
+/// Block `n` as the API serves it: Fabric's layout with its certificate,
+/// signed in the epoch whose range holds it.
+fn fabric_block(store: &Store, bases: &[(u64, u64)], n: u64) -> PbBlock {
+    let block = store.block(CHANNEL, n).unwrap().unwrap();
+    let cert = store.certificate(CHANNEL, n).unwrap().unwrap_or_else(|| panic!("block {n} has no certificate"));
+    let mut pb = channels::block::build_block(n, &block.previous_hash, block.envelopes);
+    BlockCertificate { epoch: epoch_of_block(bases, n), signatures: cert.signatures }.store(&mut pb);
+    pb
+}
+
+fn sequences(cluster: &Cluster, nodes: &[usize]) -> Vec<u64> {
+    nodes.iter().map(|i| metric(cluster, *i, "bft_config_sequence{")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_is_rotated_and_a_consenter_removed_by_config_updates_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = network(dir.path(), NODES);
+    let opts = cluster.opts.clone();
+    let crypto = opts.dir.join("crypto");
+
+    // Consenter 2's next identity, from its organisation's CA (what
+    // `ca-tools renew` does), in the folder its orderer.yaml names as
+    // node.next_msp_dir.
+    let org = crypto.join("ordererorg1");
+    let mut ca = Ca::load(&org.join("ca")).unwrap();
+    let current = std::fs::read(org.join("orderers/orderer2/msp/signcerts/orderer2-cert.pem")).unwrap();
+    let next_dir = dir.path().join("orderer2-next");
+    ca.renew(&current, None, Validity::days_from_now(30).unwrap(), &next_dir, false).unwrap();
+    let yaml = std::fs::read_to_string(&cluster.configs[1]).unwrap();
+    let yaml = yaml.replacen("node:\n", &format!("node:\n  next_msp_dir: {}\n", next_dir.join("msp").display()), 1);
+    std::fs::write(&cluster.configs[1], yaml).unwrap();
+    let next_cert = channels::files::read_pem_dir(&next_dir.join("msp/signcerts")).unwrap().remove(0);
+
+    cluster.start_all();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut loaders = Vec::new();
+    for l in 0..4 {
+        let (msp, conns) = clients(&opts, &[0, 1, 2, 3]).await;
+        loaders.push(tokio::spawn(load(msp, conns, stop.clone(), format!("r{l}"))));
+    }
+    wait_until("some blocks", 60, || metric(&cluster, 0, "bft_ledger_height{") >= 20);
+
+    // 1. Rotate consenter 2's identity certificate.
+    let (_, genesis_config) = genesis(&cluster);
+    let mut rotated = genesis_config.clone();
+    rotated.sequence = 1;
+    rotated.consenters.iter_mut().find(|c| c.id == 2).unwrap().identity_cert = next_cert.clone();
+    let envelope = signed_update(&cluster, &rotated);
+    // A single organisation's admin is not enough.
+    {
+        let a1 = Msp::load(Some("OrdererOrg1MSP"), &crypto.join("ordererorg1/users/admin/msp")).unwrap();
+        let mut weak = propose(&rotated);
+        sign_update(&mut weak, &a1).unwrap();
+        let bytes = update_envelope(CHANNEL, &weak, &a1, ca_tools::now_unix()).unwrap().encode_to_vec();
+        let (_, mut conns) = clients(&opts, &[0]).await;
+        let r = conns[0].request("POST", &format!("/v1/channels/{CHANNEL}/envelopes"), &bytes).await.unwrap();
+        assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+        println!("one organisation's signature: {}", String::from_utf8_lossy(&r.body));
+    }
+    submit_update(&cluster, 2, &envelope).await;
+    wait_until("every node under configuration 1", 120, || sequences(&cluster, &[0, 1, 2, 3, 4]) == vec![1; 5]);
+    let after_rotation = metric(&cluster, 0, "bft_ledger_height{");
+    wait_until("blocks certified after the rotation", 120, || {
+        metric(&cluster, 1, "bft_certified_height{") >= after_rotation + 10
+    });
+
+    // 2. Remove consenter 5.
+    let mut removed = rotated.clone();
+    removed.sequence = 2;
+    removed.consenters.retain(|c| c.id != 5);
+    submit_update(&cluster, 0, &signed_update(&cluster, &removed)).await;
+    wait_until("nodes 1-4 under configuration 2, node 5 removed", 120, || {
+        sequences(&cluster, &[0, 1, 2, 3]) == vec![2; 4] && metric(&cluster, 4, "bft_consenter_removed{") == 1
+    });
+    let at_removal = metric(&cluster, 0, "bft_ledger_height{");
+    wait_until("the four go on without node 5", 120, || metric(&cluster, 0, "bft_ledger_height{") >= at_removal + 20);
+    // Node 5 refuses clients now.
+    {
+        let (msp, mut conns) = clients(&opts, &[4]).await;
+        let env = channels::envelope::build_envelope_now(
+            CHANNEL,
+            &msp,
+            b"to a removed consenter",
+            channels::proto::common::HeaderType::EndorserTransaction,
+        )
+        .unwrap()
+        .encode_to_vec();
+        let r = conns[0].request("POST", &format!("/v1/channels/{CHANNEL}/envelopes"), &env).await.unwrap();
+        assert_ne!(r.status, 200);
+        assert!(
+            String::from_utf8_lossy(&r.body).contains("no longer a consenter"),
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for l in loaders {
+        acked.extend(l.await.unwrap());
+    }
+    wait_until("nodes 1-4 at the same height", 60, || {
+        let heights: HashSet<u64> = (0..4).map(|i| metric(&cluster, i, "bft_ledger_height{")).collect();
+        heights.len() == 1
+    });
+    let logs: Vec<String> = (0..NODES).map(|i| cluster.log(i)).collect();
+    for i in 0..NODES {
+        cluster.kill(i);
+    }
+    assert!(logs[1].contains("reconfiguration takes effect"), "node 2 switched configuration:\n{}", logs[1]);
+    assert!(logs[4].contains("removed this consenter"), "node 5 saw its removal:\n{}", logs[4]);
+
+    // The ledgers: nodes 1-4 identical, node 5's a prefix; every envelope
+    // acknowledged exactly once; every block verifies under the
+    // configuration in force at its height; each update alone in its block.
+    let stores: Vec<Store> = (1..=NODES)
+        .map(|id| Store::open(&opts.dir.join(format!("nodes/orderer{id}/data/ledger.redb"))).unwrap())
+        .collect();
+    let height = stores[0].height(CHANNEL).unwrap();
+    let bases = epoch_bases(&stores[0], CHANNEL).unwrap();
+    let mut seen = HashSet::new();
+    let mut follower = ConfigFollower::new(genesis_config.clone()).unwrap();
+    let updates = [ConfigUpdateVerifier::new(&genesis_config).unwrap(), ConfigUpdateVerifier::new(&rotated).unwrap()];
+    let mut update_blocks = Vec::new();
+    for n in 1..=height {
+        let b = stores[0].block(CHANNEL, n).unwrap().unwrap();
+        for (i, s) in stores.iter().enumerate().take(4).skip(1) {
+            assert_eq!(s.block(CHANNEL, n).unwrap().unwrap(), b, "block {n} differs on node {}", i + 1);
+        }
+        if let Some(b5) = stores[4].block(CHANNEL, n).unwrap() {
+            assert_eq!(b5, b, "block {n} differs on node 5");
+        }
+        let pb = fabric_block(&stores[0], &bases, n);
+        follower.verify_and_observe(&pb).unwrap_or_else(|e| panic!("block {n}: {e}"));
+        for e in &b.envelopes {
+            assert!(seen.insert(e.clone()), "an envelope twice (block {n})");
+            if updates.iter().any(|u| u.verify(e).is_ok()) {
+                assert_eq!(b.envelopes.len(), 1, "a config update alone in block {n}");
+                update_blocks.push(n);
+            }
+        }
+    }
+    for e in &acked {
+        assert!(seen.contains(e), "an acknowledged envelope is missing from the ledger");
+    }
+    let switches: Vec<(u64, u64, u64)> =
+        follower.applied.iter().map(|s| (s.block, s.last_under_previous, s.config.sequence)).collect();
+    assert_eq!(switches.len(), 2, "two configurations took effect: {switches:?}");
+    assert_eq!(follower.current().consenters.len(), 4);
+    // Consenter 2 signs with its new identity after the rotation: some
+    // certificate past the switch, on some node, carries its signature
+    // (which verified above under its new certificate).
+    let (rotation_end, removal_end) = (switches[0].1, switches[1].1);
+    let signed_by_2 = (rotation_end + 1..=height)
+        .filter(|n| {
+            stores.iter().take(4).any(|s| {
+                s.certificate(CHANNEL, *n).unwrap().is_some_and(|c| c.signatures.iter().any(|(id, _)| *id == 2))
+            })
+        })
+        .count();
+    assert!(signed_by_2 > 0, "consenter 2 signed no certificate after its rotation");
+    let signed_by_5 = (removal_end + 1..=height)
+        .filter(|n| {
+            stores[0].certificate(CHANNEL, *n).unwrap().is_some_and(|c| c.signatures.iter().any(|(id, _)| *id == 5))
+        })
+        .count();
+    assert_eq!(signed_by_5, 0, "the removed consenter signs nothing");
+    assert!(stores[4].height(CHANNEL).unwrap() <= height);
+    println!(
+        "reconfiguration: {} envelopes acknowledged, all in the ledger once; height {height}; updates in blocks \
+         {update_blocks:?}; (block, last block under the previous configuration, sequence) {switches:?}; \
+         {signed_by_2} certificates after the rotation carry consenter 2's new signature",
+        acked.len()
+    );
+}
