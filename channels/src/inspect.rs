@@ -1,12 +1,15 @@
 //! Readable JSON views of blocks and envelopes (`channels inspect`), the
 //! counterpart of configtxlator's `proto_decode`.
 
+use prost::Message;
 use serde_json::{json, Value};
 
 use crate::block::{data_hash, BlockCertificate, BlockError};
 use crate::config::ChannelConfig;
+use crate::config_update::ConfigUpdateEnvelope;
 use crate::envelope::{compute_tx_id, decode_envelope, EnvelopeError};
-use crate::proto::common::{Block, HeaderType};
+use crate::proto::common::{Block, HeaderType, SignatureHeader};
+use crate::proto::msp::SerializedIdentity;
 
 /// Largest block or envelope file inspected.
 pub const MAX_INSPECT_BYTES: usize = 512 * 1024 * 1024;
@@ -20,16 +23,23 @@ pub enum InspectError {
 }
 
 /// Decodes `bytes` as a block if they are one (header, data and metadata
-/// present), else as an envelope, and renders it as JSON.
+/// present), else as an envelope, else as an (unwrapped) config update, and
+/// renders it as JSON.
 pub fn inspect_bytes(bytes: &[u8]) -> Result<Value, InspectError> {
     if let Ok(block) = Block::decode_bounded(bytes, MAX_INSPECT_BYTES) {
         if block.header.is_some() && block.data.is_some() && block.metadata.is_some() {
             return Ok(json!({ "block": block_json(&block) }));
         }
     }
-    match envelope_json(bytes) {
-        Ok(value) => Ok(json!({ "envelope": value })),
-        Err(e) => Err(InspectError::Unrecognised(e.to_string())),
+    let envelope_error = match envelope_json(bytes) {
+        Ok(value) => return Ok(json!({ "envelope": value })),
+        Err(e) => e,
+    };
+    match ConfigUpdateEnvelope::decode(bytes) {
+        Ok(update) if ChannelConfig::from_canonical_bytes(&update.config).is_ok() => {
+            Ok(json!({ "config_update": config_update_json(&update) }))
+        }
+        _ => Err(InspectError::Unrecognised(envelope_error.to_string())),
     }
 }
 
@@ -93,6 +103,11 @@ pub fn envelope_json(bytes: &[u8]) -> Result<Value, EnvelopeError> {
             Ok(config) => json!({ "channel_config": config }),
             Err(e) => json!({ "undecodable_config": e.to_string(), "hex": hex::encode(data) }),
         }
+    } else if header.r#type == HeaderType::ConfigUpdate as i32 {
+        match ConfigUpdateEnvelope::decode(data.as_slice()) {
+            Ok(update) => json!({ "config_update": config_update_json(&update) }),
+            Err(e) => json!({ "undecodable_config_update": e.to_string(), "hex": hex::encode(data) }),
+        }
     } else {
         match std::str::from_utf8(data) {
             Ok(text) => json!({ "text": text, "size": data.len() }),
@@ -119,4 +134,31 @@ pub fn envelope_json(bytes: &[u8]) -> Result<Value, EnvelopeError> {
         "signature": hex::encode(&decoded.envelope.signature),
         "data": data_json,
     }))
+}
+
+/// A config update as JSON: the proposed configuration and every admin
+/// signature's signer (claimed MSP id and certificate; not verified here:
+/// `channels config-update verify` does that).
+pub fn config_update_json(update: &ConfigUpdateEnvelope) -> Value {
+    let config = match ChannelConfig::from_canonical_bytes(&update.config) {
+        Ok(config) => json!(config),
+        Err(e) => json!({ "undecodable_config": e.to_string(), "hex": hex::encode(&update.config) }),
+    };
+    let signers: Vec<Value> = update
+        .signatures
+        .iter()
+        .map(|s| match SignatureHeader::decode(s.signature_header.as_slice()) {
+            Ok(header) => {
+                let creator = SerializedIdentity::decode(header.creator.as_slice()).unwrap_or_default();
+                json!({
+                    "mspid": creator.mspid,
+                    "certificate": String::from_utf8_lossy(&creator.id_bytes),
+                    "nonce": hex::encode(&header.nonce),
+                    "signature": hex::encode(&s.signature),
+                })
+            }
+            Err(e) => json!({ "undecodable_signature_header": e.to_string() }),
+        })
+        .collect();
+    json!({ "channel_config": config, "signers": signers })
 }

@@ -10,10 +10,12 @@
 //! - [`profile`]: the `configtx.yaml`-style profile behind `channels genesis`.
 //! - [`inspect`]: readable JSON views of blocks and envelopes.
 //! - [`announcement`]: consenters' key announcements for the next epoch.
+//! - [`config_update`]: configuration updates signed by the org admins.
 
 pub mod announcement;
 pub mod block;
 pub mod config;
+pub mod config_update;
 pub mod envelope;
 pub mod files;
 pub mod genesis;
@@ -24,6 +26,7 @@ pub mod proto;
 
 pub use block::{BlockCertificate, BlockError};
 pub use config::{ChannelConfig, ConfigError};
+pub use config_update::{ConfigUpdateError, ConfigUpdateVerifier, ConfigUpdated};
 pub use envelope::{
     build_envelope, build_envelope_now, verify_envelope, ChannelTrust, EnvelopeError, VerifiedEnvelope,
 };

@@ -5,6 +5,8 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use prost::Message;
+
 fn channels(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_channels")).current_dir(dir).args(args).output().unwrap()
 }
@@ -95,5 +97,62 @@ fn unreadable_inputs_give_clear_errors() {
     refused(
         &channels(dir.path(), &["genesis", "--profile", "nope.yaml", "--channel", "c", "--out", "g"]),
         "cannot read nope.yaml",
+    );
+}
+
+#[test]
+fn config_update_create_sign_envelope_verify_and_chain() {
+    let net = support::four_orgs();
+    let dir = net.net.dir.path();
+    std::fs::write(dir.join("g.block"), channels::genesis_block(&net.net.config).encode_to_vec()).unwrap();
+    std::fs::write(dir.join("c5.json"), serde_json::to_string(&net.spares[0]).unwrap()).unwrap();
+    let admin = |org: u32| format!("Org{org}/users/Admin/msp");
+
+    let out = ok(&channels(
+        dir,
+        &["config-update", "create", "--current", "g.block", "--add-consenter", "c5.json", "--out", "u.pb"],
+    ));
+    assert!(out.contains("added consenter 5 (Org4MSP)"), "{out}");
+    for org in [1, 2] {
+        ok(&channels(dir, &["config-update", "sign", "--update", "u.pb", "--msp", &admin(org)]));
+    }
+    refused(&channels(dir, &["config-update", "sign", "--update", "u.pb", "--msp", &admin(2)]), "already signed");
+    let wrap = ["config-update", "envelope", "--update", "u.pb", "--msp", &admin(1), "--channel", support::CHANNEL];
+    ok(&channels(dir, &[&wrap[..], &["--out", "u.env"]].concat()));
+    refused(
+        &channels(dir, &["config-update", "verify", "--current", "g.block", "--envelope", "u.env"]),
+        "2 of 4 organisations (Org1MSP, Org2MSP); the channel's admin policy `majority` needs 3",
+    );
+
+    ok(&channels(dir, &["config-update", "sign", "--update", "u.pb", "--msp", &admin(3)]));
+    ok(&channels(dir, &[&wrap[..], &["--out", "u.env", "--force"]].concat()));
+    let out = ok(&channels(dir, &["config-update", "verify", "--current", "g.block", "--envelope", "u.env"]));
+    assert!(out.starts_with("ok: config update"), "{out}");
+    assert!(out.contains("approved by admins of Org1MSP, Org2MSP, Org3MSP"), "{out}");
+
+    let inspect: serde_json::Value = serde_json::from_str(&ok(&channels(dir, &["inspect", "u.env"]))).unwrap();
+    let update = &inspect["envelope"]["data"]["config_update"];
+    assert_eq!(update["signers"].as_array().unwrap().len(), 3);
+    assert_eq!(update["channel_config"]["sequence"], 1);
+    let unwrapped: serde_json::Value = serde_json::from_str(&ok(&channels(dir, &["inspect", "u.pb"]))).unwrap();
+    assert_eq!(unwrapped["config_update"]["signers"][2]["mspid"], "Org3MSP");
+
+    // The block that orders the update becomes the base of the next one.
+    let genesis = channels::genesis_block(&net.net.config);
+    let envelope = std::fs::read(dir.join("u.env")).unwrap();
+    let block = channels::block::build_block(1, &genesis.header.unwrap().hash(), vec![envelope]);
+    std::fs::write(dir.join("b1.block"), block.encode_to_vec()).unwrap();
+    let out = ok(&channels(
+        dir,
+        &["config-update", "create", "--current", "b1.block", "--remove-consenter", "2", "--out", "u2.pb"],
+    ));
+    assert!(out.contains("sequence 1 -> 2") && out.contains("removed consenter 2"), "{out}");
+    refused(
+        &channels(dir, &["config-update", "create", "--current", "b1.block", "--remove-consenter", "9", "--out", "x"]),
+        "no consenter 9",
+    );
+    refused(
+        &channels(dir, &["config-update", "create", "--current", "g.block", "--rotate-identity", "3", "--out", "x"]),
+        "expected ID=PEMFILE",
     );
 }

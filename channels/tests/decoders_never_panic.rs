@@ -7,6 +7,9 @@ use std::sync::OnceLock;
 
 use channels::block::BlockCertificate;
 use channels::config::ChannelConfig;
+use channels::config_update::{
+    current_config_from_envelope, is_config_update, propose, sign_update, update_envelope, ConfigUpdateVerifier,
+};
 use channels::envelope::{decode_envelope, verify_envelope, ChannelTrust};
 use channels::genesis::{config_from_genesis, genesis_block};
 use channels::inspect::inspect_bytes;
@@ -19,6 +22,8 @@ struct Fixture {
     trust: ChannelTrust,
     envelope: Vec<u8>,
     genesis: Vec<u8>,
+    update: Vec<u8>,
+    update_verifier: ConfigUpdateVerifier,
 }
 
 fn fixture() -> &'static Fixture {
@@ -37,7 +42,16 @@ fn fixture() -> &'static Fixture {
         .unwrap()
         .encode_to_vec();
         let genesis = genesis_block(&net.config).encode_to_vec();
-        Fixture { _net: net, trust, envelope, genesis }
+        let next = ChannelConfig { sequence: 1, ..net.config.clone() };
+        let mut update = propose(&next);
+        for org in ["Org1", "Org2"] {
+            sign_update(&mut update, &net.msp(org, "users", "Admin")).unwrap();
+        }
+        let update_verifier = ConfigUpdateVerifier::new(&net.config).unwrap();
+        let update = update_envelope(support::CHANNEL, &update, &net.client(), ca_tools::now_unix()).unwrap();
+        let update = update.encode_to_vec();
+        assert!(update_verifier.verify(&update).is_ok(), "the unmutated update is valid");
+        Fixture { _net: net, trust, envelope, genesis, update, update_verifier }
     })
 }
 
@@ -91,5 +105,28 @@ proptest! {
             let _ = config_from_genesis(&block);
         }
         let _ = inspect_bytes(&bytes);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn mutated_config_updates_never_panic(edits in proptest::collection::vec((any::<usize>(), 1u8..), 1..6), cut in any::<usize>()) {
+        let f = fixture();
+        let bytes = mutate(&f.update, &edits, cut);
+        let _ = is_config_update(&bytes);
+        let _ = f.update_verifier.verify(&bytes);
+        let _ = f.update_verifier.verify_submitted(&bytes, ca_tools::now_unix());
+        let _ = current_config_from_envelope(&bytes);
+        let _ = inspect_bytes(&bytes);
+    }
+
+    #[test]
+    fn config_update_decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let f = fixture();
+        prop_assert!(f.update_verifier.verify(&bytes).is_err());
+        let _ = is_config_update(&bytes);
+        let _ = current_config_from_envelope(&bytes);
     }
 }

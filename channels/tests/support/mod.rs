@@ -94,3 +94,66 @@ impl Net {
 pub fn foreign_msp(dir: &TempDir, org: &str, kind: &str, name: &str) -> Msp {
     Msp::load(None, &dir.path().join(format!("{org}/{kind}/{name}/msp"))).unwrap()
 }
+
+const FOUR_ORGS: &str = r#"
+orgs:
+  - name: Org1
+    msp_id: Org1MSP
+    orderers: [{ name: orderer1 }]
+    peers: [{ name: peer0 }]
+    admins: [{ name: Admin }, { name: Admin2 }]
+    clients: [{ name: User1 }]
+  - name: Org2
+    msp_id: Org2MSP
+    orderers: [{ name: orderer2 }]
+    admins: [{ name: Admin }]
+  - name: Org3
+    msp_id: Org3MSP
+    key_type: ed25519
+    orderers: [{ name: orderer3 }]
+    admins: [{ name: Admin }]
+  - name: Org4
+    msp_id: Org4MSP
+    orderers: [{ name: orderer4 }, { name: orderer5 }, { name: orderer6 }]
+    admins: [{ name: Admin }]
+"#;
+
+const OUTSIDERS: &str = r#"
+orgs:
+  - name: Org5
+    msp_id: Org5MSP
+    admins: [{ name: Admin }]
+  - name: Org1
+    msp_id: Org1MSP
+    admins: [{ name: Admin }]
+"#;
+
+/// Four organisations (Org1-Org4, Org3 Ed25519) with one consenter each
+/// (ids 1-4, `orderer1`..`orderer4`), an admin each (Org1 has two:
+/// `Admin`, `Admin2`), and two spare orderers of Org4 (`orderer5`,
+/// `orderer6`) described as consenters 5 and 6 but not in the channel.
+pub struct FourOrgs {
+    pub net: Net,
+    pub spares: Vec<channels::config::Consenter>,
+}
+
+pub fn four_orgs() -> FourOrgs {
+    let (dir, summary) = generate(FOUR_ORGS);
+    let mut config = config_from_network(CHANNEL, &summary, |i, o| (o.name.clone(), 7050 + i as u16)).unwrap();
+    let spares = config.consenters.split_off(4);
+    assert_eq!(config.validate(), Ok(()));
+    FourOrgs { net: Net { dir, summary, config }, spares }
+}
+
+impl FourOrgs {
+    /// The admin of `OrgN`.
+    pub fn admin(&self, org: u32) -> Msp {
+        self.net.msp(&format!("Org{org}"), "users", "Admin")
+    }
+}
+
+/// Admins outside the channel: Org5MSP's, and an impostor "Org1MSP" admin
+/// whose CA is not the channel's Org1 CA.
+pub fn outsiders() -> (TempDir, NetworkSummary) {
+    generate(OUTSIDERS)
+}
