@@ -29,7 +29,10 @@ pub use keys::{KeyType, PublicKey, SigningKey};
 pub use msp::{Msp, TlsIdentity};
 pub use network::{generate_network, NetworkConfig, NetworkSummary};
 pub use role::Role;
-pub use tls::{client_config, server_config};
+pub use tls::{
+    client_config, client_config_with, server_config, server_config_with, ReloadableClientVerifier,
+    ReloadableServerVerifier,
+};
 pub use verify::{verify_identity, verify_tls_identity, OrgTrust, VerifiedIdentity};
 
 /// The current time in unix seconds.

@@ -2,8 +2,16 @@
 
 use std::sync::Arc;
 
+use std::sync::RwLock;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls_pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime,
+};
 
 use crate::error::PkiError;
 use crate::msp::TlsIdentity;
@@ -46,19 +54,15 @@ pub fn server_config(
     client_roots_pem: &[String],
     crls_pem: &[String],
 ) -> Result<rustls::ServerConfig, PkiError> {
-    let roots = root_store(client_roots_pem, "client CA root")?;
-    let mut crls = Vec::new();
-    for pem_text in crls_pem {
-        for der in pemutil::ders_with_tag(pem_text.as_bytes(), "X509 CRL", "CRL")? {
-            crls.push(CertificateRevocationListDer::from(der));
-        }
-    }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-        .with_crls(crls)
-        .only_check_end_entity_revocation()
-        .allow_unknown_revocation_status()
-        .build()
-        .map_err(|e| PkiError::Tls(format!("client verifier: {e}")))?;
+    server_config_with(id, client_verifier(client_roots_pem, crls_pem)?)
+}
+
+/// [`server_config`] with client certificates checked by `verifier` (e.g. a
+/// [`ReloadableClientVerifier`]).
+pub fn server_config_with(
+    id: &TlsIdentity,
+    verifier: Arc<dyn ClientCertVerifier>,
+) -> Result<rustls::ServerConfig, PkiError> {
     let (chain, key) = chain_and_key(id)?;
     rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -66,6 +70,173 @@ pub fn server_config(
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .map_err(|e| PkiError::Tls(format!("server certificate/key: {e}")))
+}
+
+/// Checks client certificates against `client_roots_pem` (and CRLs of end
+/// entities).
+fn client_verifier(client_roots_pem: &[String], crls_pem: &[String]) -> Result<Arc<dyn ClientCertVerifier>, PkiError> {
+    let roots = root_store(client_roots_pem, "client CA root")?;
+    let mut crls = Vec::new();
+    for pem_text in crls_pem {
+        for der in pemutil::ders_with_tag(pem_text.as_bytes(), "X509 CRL", "CRL")? {
+            crls.push(CertificateRevocationListDer::from(der));
+        }
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .with_crls(crls)
+        .only_check_end_entity_revocation()
+        .allow_unknown_revocation_status()
+        .build()
+        .map_err(|e| PkiError::Tls(format!("client verifier: {e}")))
+}
+
+/// A client-certificate verifier whose trust anchors can be replaced while
+/// the listeners that use it run: a channel joined, or reconfigured, later
+/// brings organisations whose TLS roots must be trusted from then on.
+#[derive(Debug)]
+pub struct ReloadableClientVerifier {
+    inner: RwLock<Arc<dyn ClientCertVerifier>>,
+}
+
+impl ReloadableClientVerifier {
+    /// Trusting `client_roots_pem`, with end-entity CRLs `crls_pem`.
+    pub fn new(client_roots_pem: &[String], crls_pem: &[String]) -> Result<Arc<Self>, PkiError> {
+        Ok(Arc::new(Self { inner: RwLock::new(client_verifier(client_roots_pem, crls_pem)?) }))
+    }
+
+    /// Replaces the trust anchors; handshakes from now on use them.
+    pub fn reload(&self, client_roots_pem: &[String], crls_pem: &[String]) -> Result<(), PkiError> {
+        let verifier = client_verifier(client_roots_pem, crls_pem)?;
+        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = verifier;
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<dyn ClientCertVerifier> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl ClientCertVerifier for ReloadableClientVerifier {
+    /// No CA names are sent (they change; clients send their certificate
+    /// without them).
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.current().verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current().supported_verify_schemes()
+    }
+}
+
+/// A server-certificate verifier whose trust anchors can be replaced while
+/// the connections that use it are made (see [`ReloadableClientVerifier`]).
+#[derive(Debug)]
+pub struct ReloadableServerVerifier {
+    inner: RwLock<Arc<dyn ServerCertVerifier>>,
+}
+
+fn server_verifier(server_roots_pem: &[String]) -> Result<Arc<dyn ServerCertVerifier>, PkiError> {
+    let roots = root_store(server_roots_pem, "server CA root")?;
+    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| PkiError::Tls(format!("server verifier: {e}")))?;
+    Ok(verifier)
+}
+
+impl ReloadableServerVerifier {
+    /// Trusting servers that chain to `server_roots_pem`.
+    pub fn new(server_roots_pem: &[String]) -> Result<Arc<Self>, PkiError> {
+        Ok(Arc::new(Self { inner: RwLock::new(server_verifier(server_roots_pem)?) }))
+    }
+
+    /// Replaces the trust anchors; handshakes from now on use them.
+    pub fn reload(&self, server_roots_pem: &[String]) -> Result<(), PkiError> {
+        let verifier = server_verifier(server_roots_pem)?;
+        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = verifier;
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<dyn ServerCertVerifier> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl ServerCertVerifier for ReloadableServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.current().verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current().supported_verify_schemes()
+    }
+}
+
+/// A client config presenting `id` whose server certificates `verifier`
+/// checks (e.g. a [`ReloadableServerVerifier`]).
+pub fn client_config_with(
+    id: &TlsIdentity,
+    verifier: Arc<dyn ServerCertVerifier>,
+) -> Result<rustls::ClientConfig, PkiError> {
+    let (chain, key) = chain_and_key(id)?;
+    rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| PkiError::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| PkiError::Tls(format!("client certificate/key: {e}")))
 }
 
 /// A client config that trusts servers chaining to `server_roots_pem` and

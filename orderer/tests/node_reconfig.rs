@@ -22,11 +22,12 @@ use channels::config_update::{propose, sign_update, update_envelope, ConfigUpdat
 use channels::proto::common::Block as PbBlock;
 use channels::ChannelConfig;
 use orderer::node::client::HttpsClient;
+use orderer::node::dev::{ports, ChannelTuning};
 use orderer::node::epoch::{epoch_bases, epoch_of_block};
 use orderer::node::follow::ConfigFollower;
 use orderer::storage::Store;
 use prost::Message;
-use support::{clients, network, wait_until, Cluster, CHANNEL};
+use support::{client_config, clients, network, network_tuned, wait_until, Cluster, CHANNEL};
 
 const NODES: usize = 5;
 
@@ -96,6 +97,65 @@ fn fabric_block(store: &Store, bases: &[(u64, u64)], n: u64) -> PbBlock {
     let mut pb = channels::block::build_block(n, &block.previous_hash, block.envelopes);
     BlockCertificate { epoch: epoch_of_block(bases, n), signatures: cert.signatures }.store(&mut pb);
     pb
+}
+
+/// The ledgers after two reconfigurations: nodes 1-4 identical, node 5's a
+/// prefix; every acknowledged envelope exactly once; every block verifies
+/// under the configuration in force at its height; each update alone in its
+/// block. Returns the stores, the height and the switches (block of the
+/// update, last block under the previous configuration, new sequence).
+fn check_ledgers(cluster: &Cluster, acked: &[Vec<u8>]) -> (Vec<Store>, u64, Vec<(u64, u64, u64)>) {
+    let (_, genesis_config) = genesis(cluster);
+    let stores: Vec<Store> = (1..=NODES)
+        .map(|id| Store::open(&cluster.opts.dir.join(format!("nodes/orderer{id}/data/ledger.redb"))).unwrap())
+        .collect();
+    let height = stores[0].height(CHANNEL).unwrap();
+    let bases = epoch_bases(&stores[0], CHANNEL).unwrap();
+    let mut seen = HashSet::new();
+    let mut follower = ConfigFollower::new(genesis_config).unwrap();
+    let mut update_blocks = Vec::new();
+    for n in 1..=height {
+        let b = stores[0].block(CHANNEL, n).unwrap().unwrap();
+        for (i, s) in stores.iter().enumerate().take(4).skip(1) {
+            assert_eq!(s.block(CHANNEL, n).unwrap().unwrap(), b, "block {n} differs on node {}", i + 1);
+        }
+        if let Some(b5) = stores[4].block(CHANNEL, n).unwrap() {
+            assert_eq!(b5, b, "block {n} differs on node 5");
+        }
+        let updates = ConfigUpdateVerifier::new(follower.config_for(n).unwrap()).unwrap();
+        follower.verify_and_observe(&fabric_block(&stores[0], &bases, n)).unwrap_or_else(|e| panic!("block {n}: {e}"));
+        for e in &b.envelopes {
+            assert!(seen.insert(e.clone()), "an envelope twice (block {n})");
+            if updates.verify(e).is_ok() {
+                assert_eq!(b.envelopes.len(), 1, "a config update alone in block {n}");
+                update_blocks.push(n);
+            }
+        }
+    }
+    for e in acked {
+        assert!(seen.contains(e), "an acknowledged envelope is missing from the ledger");
+    }
+    let switches: Vec<(u64, u64, u64)> =
+        follower.applied.iter().map(|s| (s.block, s.last_under_previous, s.config.sequence)).collect();
+    assert_eq!(switches.len(), 2, "two configurations took effect: {switches:?}");
+    assert_eq!(follower.current().consenters.len(), 4);
+    assert!(stores[4].height(CHANNEL).unwrap() <= height);
+    println!("updates in blocks {update_blocks:?}");
+    (stores, height, switches)
+}
+
+/// Blocks in `range` whose certificate, on one of nodes 1-4, carries a
+/// signature of `id`.
+fn signed_by(stores: &[Store], id: u32, range: std::ops::RangeInclusive<u64>) -> usize {
+    range
+        .filter(|n| {
+            stores.iter().take(4).any(|s| {
+                s.certificate(CHANNEL, *n)
+                    .unwrap()
+                    .is_some_and(|c| c.signatures.iter().any(|(signer, _)| *signer == id))
+            })
+        })
+        .count()
 }
 
 fn sequences(cluster: &Cluster, nodes: &[usize]) -> Vec<u64> {
@@ -201,66 +261,124 @@ async fn an_identity_is_rotated_and_a_consenter_removed_by_config_updates_under_
     assert!(logs[1].contains("reconfiguration takes effect"), "node 2 switched configuration:\n{}", logs[1]);
     assert!(logs[4].contains("removed this consenter"), "node 5 saw its removal:\n{}", logs[4]);
 
-    // The ledgers: nodes 1-4 identical, node 5's a prefix; every envelope
-    // acknowledged exactly once; every block verifies under the
-    // configuration in force at its height; each update alone in its block.
-    let stores: Vec<Store> = (1..=NODES)
-        .map(|id| Store::open(&opts.dir.join(format!("nodes/orderer{id}/data/ledger.redb"))).unwrap())
-        .collect();
-    let height = stores[0].height(CHANNEL).unwrap();
-    let bases = epoch_bases(&stores[0], CHANNEL).unwrap();
-    let mut seen = HashSet::new();
-    let mut follower = ConfigFollower::new(genesis_config.clone()).unwrap();
-    let updates = [ConfigUpdateVerifier::new(&genesis_config).unwrap(), ConfigUpdateVerifier::new(&rotated).unwrap()];
-    let mut update_blocks = Vec::new();
-    for n in 1..=height {
-        let b = stores[0].block(CHANNEL, n).unwrap().unwrap();
-        for (i, s) in stores.iter().enumerate().take(4).skip(1) {
-            assert_eq!(s.block(CHANNEL, n).unwrap().unwrap(), b, "block {n} differs on node {}", i + 1);
-        }
-        if let Some(b5) = stores[4].block(CHANNEL, n).unwrap() {
-            assert_eq!(b5, b, "block {n} differs on node 5");
-        }
-        let pb = fabric_block(&stores[0], &bases, n);
-        follower.verify_and_observe(&pb).unwrap_or_else(|e| panic!("block {n}: {e}"));
-        for e in &b.envelopes {
-            assert!(seen.insert(e.clone()), "an envelope twice (block {n})");
-            if updates.iter().any(|u| u.verify(e).is_ok()) {
-                assert_eq!(b.envelopes.len(), 1, "a config update alone in block {n}");
-                update_blocks.push(n);
-            }
-        }
-    }
-    for e in &acked {
-        assert!(seen.contains(e), "an acknowledged envelope is missing from the ledger");
-    }
-    let switches: Vec<(u64, u64, u64)> =
-        follower.applied.iter().map(|s| (s.block, s.last_under_previous, s.config.sequence)).collect();
-    assert_eq!(switches.len(), 2, "two configurations took effect: {switches:?}");
-    assert_eq!(follower.current().consenters.len(), 4);
+    let (stores, height, switches) = check_ledgers(&cluster, &acked);
     // Consenter 2 signs with its new identity after the rotation: some
     // certificate past the switch, on some node, carries its signature
     // (which verified above under its new certificate).
     let (rotation_end, removal_end) = (switches[0].1, switches[1].1);
-    let signed_by_2 = (rotation_end + 1..=height)
-        .filter(|n| {
-            stores.iter().take(4).any(|s| {
-                s.certificate(CHANNEL, *n).unwrap().is_some_and(|c| c.signatures.iter().any(|(id, _)| *id == 2))
-            })
-        })
-        .count();
+    let signed_by_2 = signed_by(&stores, 2, rotation_end + 1..=height);
     assert!(signed_by_2 > 0, "consenter 2 signed no certificate after its rotation");
-    let signed_by_5 = (removal_end + 1..=height)
-        .filter(|n| {
-            stores[0].certificate(CHANNEL, *n).unwrap().is_some_and(|c| c.signatures.iter().any(|(id, _)| *id == 5))
-        })
-        .count();
-    assert_eq!(signed_by_5, 0, "the removed consenter signs nothing");
-    assert!(stores[4].height(CHANNEL).unwrap() <= height);
+    assert_eq!(signed_by(&stores, 5, removal_end + 1..=height), 0, "the removed consenter signs nothing");
     println!(
-        "reconfiguration: {} envelopes acknowledged, all in the ledger once; height {height}; updates in blocks \
-         {update_blocks:?}; (block, last block under the previous configuration, sequence) {switches:?}; \
-         {signed_by_2} certificates after the rotation carry consenter 2's new signature",
+        "reconfiguration: {} envelopes acknowledged, all in the ledger once; height {height}; \
+         (block, last block under the previous configuration, sequence) {switches:?}; {signed_by_2} certificates after the rotation carry consenter 2's new signature",
+        acked.len()
+    );
+}
+
+fn ready(cluster: &Cluster, i: usize) -> bool {
+    support::http_get(ports(cluster.opts.base_port, i).3, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifth_consenter_is_added_catches_up_from_the_genesis_block_and_is_removed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = network_tuned(dir.path(), NODES, ChannelTuning::default(), 5_000);
+    let opts = cluster.opts.clone();
+    // The channel starts with consenters 1-4; node 5 has an identity of
+    // OrdererOrg2 but is not in the genesis block.
+    let genesis_path = opts.dir.join(format!("bootstrap/{CHANNEL}.block"));
+    let (_, mut config) = genesis(&cluster);
+    let fifth = config.consenters.iter().find(|c| c.id == 5).unwrap().clone();
+    config.consenters.retain(|c| c.id != 5);
+    config.validate().unwrap();
+    let genesis_block = channels::genesis_block(&config).encode_to_vec();
+    std::fs::write(&genesis_path, &genesis_block).unwrap();
+    for i in 0..NODES {
+        cluster.start_node(i);
+    }
+    wait_until("nodes 1-4 ready", 60, || (0..4).all(|i| ready(&cluster, i)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut loaders = Vec::new();
+    for l in 0..4 {
+        let (msp, conns) = clients(&opts, &[0, 1, 2, 3]).await;
+        loaders.push(tokio::spawn(load(msp, conns, stop.clone(), format!("a{l}"))));
+    }
+    wait_until("some blocks", 60, || metric(&cluster, 0, "bft_ledger_height{") >= 20);
+
+    // 1. Add consenter 5 (its certificates, endpoint and MAC public key).
+    let mut added = config.clone();
+    added.sequence = 1;
+    added.consenters.push(fifth);
+    submit_update(&cluster, 1, &signed_update(&cluster, &added)).await;
+    wait_until("nodes 1-4 under configuration 1", 120, || sequences(&cluster, &[0, 1, 2, 3]) == vec![1; 4]);
+    assert_eq!(metric(&cluster, 0, "bft_consenters{"), 5);
+
+    // The operator joins node 5 with the genesis block: it onboards.
+    let admin = opts.dir.join("crypto/ordererorg2/users/admin/tls");
+    let (.., admin_port, _) = ports(opts.base_port, 4);
+    let mut conn = HttpsClient::connect(&format!("127.0.0.1:{admin_port}"), "127.0.0.1", client_config(&opts, &admin))
+        .await
+        .unwrap();
+    let r = conn.request("POST", "/participation/v1/channels", &genesis_block).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(r.status, 201, "{body}");
+    assert_eq!(body["status"], "onboarding", "{body}");
+    let caught_up = |cluster: &Cluster| {
+        metric(cluster, 4, "bft_config_sequence{") == 1
+            && metric(cluster, 4, "bft_ledger_height{") + 5 >= metric(cluster, 0, "bft_ledger_height{")
+    };
+    for _ in 0..900 {
+        if caught_up(&cluster) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if !caught_up(&cluster) {
+        let log = cluster.log(4);
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        panic!("node 5 did not catch up; its log ends:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    }
+    let joined_at = metric(&cluster, 0, "bft_ledger_height{");
+    wait_until("20 more blocks with node 5 taking part", 120, || {
+        metric(&cluster, 0, "bft_ledger_height{") >= joined_at + 20
+    });
+
+    // 2. Remove it again.
+    let mut without = added.clone();
+    without.sequence = 2;
+    without.consenters.retain(|c| c.id != 5);
+    submit_update(&cluster, 2, &signed_update(&cluster, &without)).await;
+    wait_until("nodes 1-4 under configuration 2, node 5 removed", 120, || {
+        sequences(&cluster, &[0, 1, 2, 3]) == vec![2; 4] && metric(&cluster, 4, "bft_consenter_removed{") == 1
+    });
+    let at_removal = metric(&cluster, 0, "bft_ledger_height{");
+    wait_until("the four go on", 120, || metric(&cluster, 0, "bft_ledger_height{") >= at_removal + 20);
+
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for l in loaders {
+        acked.extend(l.await.unwrap());
+    }
+    wait_until("nodes 1-4 at the same height", 60, || {
+        let heights: HashSet<u64> = (0..4).map(|i| metric(&cluster, i, "bft_ledger_height{")).collect();
+        heights.len() == 1
+    });
+    let log5 = cluster.log(4);
+    for i in 0..NODES {
+        cluster.kill(i);
+    }
+    assert!(log5.contains("onboarding done"), "node 5 finished onboarding:\n{log5}");
+    let (stores, height, switches) = check_ledgers(&cluster, &acked);
+    let (added_end, removed_end) = (switches[0].1, switches[1].1);
+    let signed_by_5 = signed_by(&stores, 5, added_end + 1..=removed_end);
+    assert!(signed_by_5 > 0, "consenter 5 signed no certificate while it was one");
+    assert_eq!(signed_by(&stores, 5, removed_end + 1..=height), 0, "the removed consenter signs nothing");
+    assert!(stores[4].height(CHANNEL).unwrap() >= removed_end, "node 5 holds the ledger up to its removal");
+    println!(
+        "add and remove: {} envelopes acknowledged, all in the ledger once; height {height}; (block, last block \
+         under the previous configuration, sequence) {switches:?}; {signed_by_5} certificates carry consenter 5's \
+         signature while it was a consenter",
         acked.len()
     );
 }

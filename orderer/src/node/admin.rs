@@ -31,7 +31,7 @@ use prost::Message;
 use serde_json::json;
 
 use super::api::{ChannelEntry, Peer};
-use super::server::{Node, NodeError};
+use super::server::{Joined, Node, NodeError};
 
 #[derive(Clone)]
 struct AdminState {
@@ -150,10 +150,23 @@ async fn join(
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("the body is not a protobuf Block: {e}")),
     };
-    match s.node.join(block) {
-        Ok(entry) => (StatusCode::CREATED, Json(channel_json(&entry))).into_response(),
+    match s.node.join_or_onboard(block) {
+        Ok(Joined::Active(entry)) => (StatusCode::CREATED, Json(channel_json(&entry))).into_response(),
+        Ok(Joined::Onboarding(name)) => (
+            StatusCode::CREATED,
+            Json(json!({
+                "name": name,
+                "url": format!("/participation/v1/channels/{name}"),
+                "consensusRelation": "consenter",
+                "status": "onboarding",
+                "height": 0,
+            })),
+        )
+            .into_response(),
         Err(e @ NodeError::AlreadyJoined(_)) => error(StatusCode::CONFLICT, e.to_string()),
-        Err(e @ (NodeError::Channel { .. } | NodeError::Identity(_))) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e @ (NodeError::Channel { .. } | NodeError::Identity(_) | NodeError::Retired { .. })) => {
+            error(StatusCode::BAD_REQUEST, e.to_string())
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -27,7 +27,7 @@ const INPUTS_PER_COMMIT_MAX: usize = 512;
 /// Client requests among them, at most (consensus messages go first).
 const REQUESTS_PER_COMMIT_MAX: usize = 256;
 /// Blocks served per state-transfer request, at most.
-const SERVE_BLOCKS_MAX: u64 = 64;
+pub const SERVE_BLOCKS_MAX: u64 = 64;
 /// Bytes of blocks served per state-transfer response, at most.
 const SERVE_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Envelopes submitted on this node whose commit latency is being timed, at most.
@@ -58,6 +58,11 @@ pub enum Wire {
 }
 
 impl Wire {
+    /// Whether `bytes` claim to be a [`Wire::FetchResponse`] (tag only).
+    pub fn is_fetch_response(bytes: &[u8]) -> bool {
+        bytes.first() == Some(&2)
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         match self {

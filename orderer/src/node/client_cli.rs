@@ -287,6 +287,7 @@ mod tests {
     use ca_tools::{generate_network, NetworkConfig};
     use channels::block::{build_block, certify_block};
     use channels::genesis::genesis_block;
+    use channels::ChannelConfig;
 
     const CHANNEL: &str = "ch";
 
@@ -318,7 +319,7 @@ mod tests {
     #[test]
     fn blocks_verify_against_the_trusted_genesis_and_tampered_ones_fail() {
         let f = fixture();
-        let trust = Trust::new(&f.genesis, CHANNEL, false).unwrap();
+        let mut trust = Trust::new(&f.genesis, CHANNEL, false).unwrap();
         assert_eq!(trust.verify(&f.genesis), Ok("genesis"));
         assert_eq!(trust.verify(&f.block1), Ok("certificate verified"));
 
@@ -347,7 +348,7 @@ mod tests {
     #[test]
     fn trust_on_first_use_is_said_and_a_wrong_anchor_is_refused() {
         let f = fixture();
-        let tofu = Trust::new(&f.genesis, CHANNEL, true).unwrap();
+        let mut tofu = Trust::new(&f.genesis, CHANNEL, true).unwrap();
         assert_eq!(tofu.verify(&f.genesis), Ok("genesis (trusted on first use)"));
         assert_eq!(tofu.verify(&f.block1), Ok("certificate verified"));
         let e = Trust::new(&f.genesis, "otherchannel", true).err().unwrap();

@@ -847,6 +847,7 @@ mod tests {
             base_hash: [7; 32],
             public_keys: (1..=4).map(|id| (id, [id as u8; 32])).collect(),
             own_key_epoch: 4,
+            config: b"config".to_vec(),
         };
         let bytes = record.encode();
         assert_eq!(EpochRecord::decode(&bytes).unwrap(), record);
@@ -881,7 +882,14 @@ mod tests {
         for (id, s) in (2..=4).zip(&others) {
             publics.insert(id, *XPublic::from(s).as_bytes());
         }
-        let record = EpochRecord { epoch: 2, base: 40, base_hash: [9; 32], public_keys: publics, own_key_epoch: 2 };
+        let record = EpochRecord {
+            epoch: 2,
+            base: 40,
+            base_hash: [9; 32],
+            public_keys: publics,
+            own_key_epoch: 2,
+            config: Vec::new(),
+        };
         let before = identity::mac_keys_from("ch", &record.public_keys, 2, 1, &mine).unwrap();
         {
             let store = Store::open(&path).unwrap();

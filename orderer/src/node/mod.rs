@@ -13,6 +13,7 @@ pub mod dev;
 pub mod epoch;
 pub mod follow;
 pub mod identity;
+pub mod onboard;
 pub mod ops;
 pub mod server;
 

@@ -145,14 +145,74 @@ fn consenter_endpoints(channels: &[(PbBlock, ChannelConfig)], me: u32) -> Result
 pub struct Node {
     cfg: NodeConfig,
     store: Arc<Store>,
-    links: Links,
     transport: Arc<dyn Transport>,
     mac_secret: x25519_dalek::StaticSecret,
     /// Joined channels, shared with the APIs and the frame router.
     pub entries: Arc<RwLock<HashMap<String, Arc<ChannelEntry>>>>,
-    /// Genesis blocks of the joined channels and their current
-    /// configurations, for the links' peer list.
+    /// Channels being onboarded: where their frames go.
+    onboarding: Arc<RwLock<HashMap<String, FrameSender>>>,
+    /// The joined channels' current configurations, and what follows them.
+    membership: Membership,
+}
+
+/// The genesis blocks of the joined channels and their current
+/// configurations; the cluster links' peer list and the TLS trust of the
+/// listeners follow them.
+#[derive(Clone)]
+struct Membership {
     joined: Arc<std::sync::Mutex<BTreeMap<String, (PbBlock, ChannelConfig)>>>,
+    links: Links,
+    /// Client certificates the cluster and API listeners accept.
+    tls: Arc<ca_tools::ReloadableClientVerifier>,
+    /// Server certificates the cluster dialer accepts (each is also pinned).
+    servers: Arc<ca_tools::ReloadableServerVerifier>,
+    /// This node's own organisation's TLS roots (trusted always).
+    own_roots: Arc<Vec<String>>,
+    me: u32,
+}
+
+impl Membership {
+    /// Records `config` as the current configuration of channel `name`:
+    /// the links get the consenters of every joined channel, the listeners
+    /// trust the TLS roots (and CRLs) of every joined channel's orgs.
+    fn track(&self, name: &str, genesis: PbBlock, config: ChannelConfig) -> Result<(), NodeError> {
+        let Ok(mut joined) = self.joined.lock() else { return Ok(()) };
+        joined.insert(name.to_string(), (genesis, config));
+        self.follow(&joined)
+    }
+
+    fn forget(&self, name: &str) -> Result<(), NodeError> {
+        let Ok(mut joined) = self.joined.lock() else { return Ok(()) };
+        joined.remove(name);
+        self.follow(&joined)
+    }
+
+    fn follow(&self, joined: &BTreeMap<String, (PbBlock, ChannelConfig)>) -> Result<(), NodeError> {
+        let all: Vec<(PbBlock, ChannelConfig)> = joined.values().cloned().collect();
+        self.links.replace_peers(consenter_endpoints(&all, self.me)?).map_err(|e| NodeError::Net(e.to_string()))?;
+        let configs: Vec<&ChannelConfig> = all.iter().map(|(_, c)| c).collect();
+        let (roots, crls) = tls_trust(&self.own_roots, &configs);
+        self.tls.reload(&roots, &crls).map_err(NodeError::Pki)?;
+        self.servers.reload(&roots).map_err(NodeError::Pki)
+    }
+}
+
+/// TLS roots and CRLs: this node's own organisation's, and those of every
+/// organisation of `configs`.
+fn tls_trust(own_roots: &[String], configs: &[&ChannelConfig]) -> (Vec<String>, Vec<String>) {
+    let mut roots = own_roots.to_vec();
+    let mut crls = Vec::new();
+    for c in configs {
+        for o in &c.orgs {
+            roots.extend(o.tls_root_certs.iter().cloned());
+            crls.extend(o.crls.iter().cloned());
+        }
+    }
+    roots.sort();
+    roots.dedup();
+    crls.sort();
+    crls.dedup();
+    (roots, crls)
 }
 
 /// Where a joined channel's genesis block is kept.
@@ -174,10 +234,10 @@ impl Node {
             detail: format!("not a valid genesis block: {e}"),
         })?;
         let name = config.channel_id.clone();
-        if config.consenter(me).is_none() {
+        if config.consenter(me).is_none() && super::epoch::latest_record(&self.store, &name).ok().flatten().is_none() {
             return Err(NodeError::Channel {
                 channel: name,
-                detail: format!("consenter {me} is not listed in its configuration"),
+                detail: format!("consenter {me} is not listed in its configuration (join it to onboard)"),
             });
         }
         if self.entries.read().map(|m| m.contains_key(&name)).unwrap_or(false) {
@@ -256,10 +316,117 @@ impl Node {
         Ok(entry)
     }
 
+    /// Joins the channel of `genesis`, or, if this node is not (yet) one of
+    /// its consenters, onboards it: follows the ledger from the genesis
+    /// block until a reconfiguration makes it a consenter, then joins.
+    pub fn join_or_onboard(self: &Arc<Self>, genesis: PbBlock) -> Result<Joined, NodeError> {
+        let me = self.cfg.node.id;
+        let config = channels::config_from_genesis(&genesis).map_err(|e| NodeError::Channel {
+            channel: "?".into(),
+            detail: format!("not a valid genesis block: {e}"),
+        })?;
+        let name = config.channel_id.clone();
+        let known = self.store.channels()?.contains(&name);
+        let has_record = known && super::epoch::latest_record(&self.store, &name).ok().flatten().is_some();
+        if config.consenter(me).is_some() || has_record {
+            return self.join(genesis).map(Joined::Active);
+        }
+        let busy = self.onboarding.read().map(|m| m.contains_key(&name)).unwrap_or(false)
+            || self.entries.read().map(|m| m.contains_key(&name)).unwrap_or(false);
+        if busy {
+            return Err(NodeError::AlreadyJoined(name));
+        }
+        let dir = channels_dir(&self.cfg);
+        std::fs::create_dir_all(&dir).map_err(|e| Self::channel_err(&name, e))?;
+        std::fs::write(dir.join(format!("{name}.block")), genesis.encode_to_vec())
+            .map_err(|e| Self::channel_err(&name, e))?;
+        let _ = std::fs::remove_file(dir.join(format!("{name}.removed")));
+        self.store.create_channel(&name)?;
+        self.track_config(&name, genesis.clone(), config.clone())?;
+        let (tx, rx) = tokio::sync::mpsc::channel(ONBOARDING_QUEUE_MAX);
+        if let Ok(mut m) = self.onboarding.write() {
+            m.insert(name.clone(), tx);
+        }
+        let node = self.clone();
+        let channel = name.clone();
+        tokio::spawn(async move {
+            let result = node.onboard(genesis.clone(), config, rx).await;
+            if let Ok(mut m) = node.onboarding.write() {
+                m.remove(&channel);
+            }
+            match result.and_then(|()| node.join(genesis)) {
+                Ok(_) => tracing::info!(channel = %channel, "onboarding done: this node is a consenter now"),
+                Err(e) => tracing::error!(channel = %channel, error = %e, "onboarding stopped"),
+            }
+        });
+        tracing::info!(channel = %name, "onboarding: following the ledger from the genesis block until a reconfiguration adds this consenter");
+        Ok(Joined::Onboarding(name))
+    }
+
+    /// Fetches and replays the channel's ledger (see [`super::onboard`])
+    /// until this node's first epoch as a consenter; stores what it replays.
+    async fn onboard(
+        &self,
+        genesis: PbBlock,
+        config: ChannelConfig,
+        mut frames: tokio::sync::mpsc::Receiver<(ReplicaId, Vec<u8>)>,
+    ) -> Result<(), NodeError> {
+        use super::channel::{Wire, SERVE_BLOCKS_MAX};
+        use super::onboard::{replay_stored, LedgerReplay, Replayed};
+        let me = self.cfg.node.id;
+        let name = config.channel_id.clone();
+        let err = |e: String| NodeError::Channel { channel: name.clone(), detail: format!("onboarding: {e}") };
+        let genesis_hash = genesis.header.as_ref().map(|h| h.hash()).unwrap_or_default();
+        let mut replay = LedgerReplay::new(me, &config, genesis_hash).map_err(err)?;
+        // Resume after a restart: replay what is stored.
+        let height = self.store.height(&name)?;
+        let mut stored = Vec::new();
+        for n in 1..=height {
+            if let Some(block) = self.store.block(&name, n)? {
+                stored.push((block, self.store.certificate(&name, n)?));
+            }
+        }
+        replay_stored(&mut replay, stored.into_iter()).map_err(err)?;
+        let mut ticker = tokio::time::interval(std::time::Duration::from_millis(ONBOARDING_FETCH_MS));
+        let mut turn = 0usize;
+        let mut sequence = config.sequence;
+        while replay.member().is_none() {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let peers: Vec<u32> = replay.config().consenters.iter().map(|c| c.id).filter(|id| *id != me).collect();
+                    if let Some(to) = peers.get(turn % peers.len().max(1)) {
+                        let from = replay.height() + 1;
+                        let frame = Wire::FetchRequest { from, to: from + SERVE_BLOCKS_MAX - 1 }.encode();
+                        self.transport.send(*to, &name, frame);
+                    }
+                    turn += 1;
+                }
+                frame = frames.recv() => {
+                    let Some((from, bytes)) = frame else { return Err(err("stopped".into())) };
+                    let Ok(Wire::FetchResponse(blocks)) = Wire::decode(&bytes, &crate::consensus::Limits::default()) else { continue };
+                    let mut out = Replayed::default();
+                    if let Err(e) = replay.offer(blocks, &mut out) {
+                        tracing::warn!(channel = %name, from, error = %e, "onboarding: blocks refused");
+                    }
+                    self.store.commit(&name, &out.batch)?;
+                    for record in &out.epochs {
+                        self.store.begin_epoch(&name, record.epoch, &record.encode())?;
+                    }
+                    if replay.config().sequence != sequence {
+                        sequence = replay.config().sequence;
+                        self.track_config(&name, genesis.clone(), replay.config().clone())?;
+                    }
+                    tracing::info!(channel = %name, height = replay.height(), epoch = replay.epoch(), "onboarding: blocks replayed");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Records `config` as the current configuration of channel `name` and
     /// gives the links the consenters of every joined channel.
     fn track_config(&self, name: &str, genesis: PbBlock, config: ChannelConfig) -> Result<(), NodeError> {
-        track_config(&self.joined, &self.links, self.cfg.node.id, name, genesis, config)
+        self.membership.track(name, genesis, config)
     }
 
     /// Watches the channel's status for a new configuration (taking effect
@@ -269,8 +436,7 @@ impl Node {
     fn follow_reconfigurations(&self, name: &str, entry: &Arc<ChannelEntry>) {
         let mut status = entry.handle.status();
         let mut sequence = entry.config.sequence;
-        let (joined, links, entries, me) =
-            (self.joined.clone(), self.links.clone(), self.entries.clone(), self.cfg.node.id);
+        let (membership, entries) = (self.membership.clone(), self.entries.clone());
         let name = name.to_string();
         tokio::spawn(async move {
             while status.changed().await.is_ok() {
@@ -288,7 +454,7 @@ impl Node {
                         continue;
                     }
                 };
-                if let Err(e) = track_config(&joined, &links, me, &name, old.genesis.clone(), (*config).clone()) {
+                if let Err(e) = membership.track(&name, old.genesis.clone(), (*config).clone()) {
                     tracing::error!(channel = %name, error = %e, "cluster links not updated to the new configuration");
                 }
                 let entry = ChannelEntry {
@@ -319,8 +485,8 @@ impl Node {
             .and_then(|mut m| m.remove(name))
             .ok_or_else(|| NodeError::NotJoined(name.into()))?;
         entry.handle.stop().await;
-        if let Ok(mut joined) = self.joined.lock() {
-            joined.remove(name);
+        if let Err(e) = self.membership.forget(name) {
+            tracing::warn!(channel = %name, error = %e, "cluster links not updated after leaving");
         }
         self.store.remove_channel(name)?;
         // Its private MAC keys go with it.
@@ -344,20 +510,21 @@ impl Node {
     }
 }
 
-/// Records `config` for channel `name` and hands the links the consenters
-/// of every joined channel's current configuration.
-fn track_config(
-    joined: &std::sync::Mutex<BTreeMap<String, (PbBlock, ChannelConfig)>>,
-    links: &Links,
-    me: u32,
-    name: &str,
-    genesis: PbBlock,
-    config: ChannelConfig,
-) -> Result<(), NodeError> {
-    let Ok(mut joined) = joined.lock() else { return Ok(()) };
-    joined.insert(name.to_string(), (genesis, config));
-    let all: Vec<(PbBlock, ChannelConfig)> = joined.values().cloned().collect();
-    links.replace_peers(consenter_endpoints(&all, me)?).map_err(|e| NodeError::Net(e.to_string()))
+/// Where an onboarding channel's frames go.
+type FrameSender = tokio::sync::mpsc::Sender<(ReplicaId, Vec<u8>)>;
+
+/// Frames queued for an onboarding channel, at most.
+const ONBOARDING_QUEUE_MAX: usize = 64;
+/// How often an onboarding node asks a consenter for the next blocks.
+const ONBOARDING_FETCH_MS: u64 = 300;
+
+/// How a join went.
+pub enum Joined {
+    /// The node runs the channel as one of its consenters.
+    Active(Arc<ChannelEntry>),
+    /// The node is not a consenter yet: it follows the ledger until a
+    /// reconfiguration adds it, then runs the channel.
+    Onboarding(String),
 }
 
 /// This node's identities: `node.msp_dir`, then `node.next_msp_dir` if set.
@@ -374,9 +541,13 @@ fn node_identities(cfg: &NodeConfig) -> Result<Vec<Msp>, NodeError> {
 fn startup_channels(cfg: &NodeConfig) -> Result<Vec<(PbBlock, ChannelConfig)>, NodeError> {
     let kept = channels_dir(cfg);
     let mut out: BTreeMap<String, (PbBlock, ChannelConfig)> = BTreeMap::new();
-    for (b, c) in read_bootstrap(&kept)?.into_iter().chain(read_bootstrap(&cfg.node.bootstrap_dir)?) {
+    // Channels joined with the admin API (onboarding ones too), then the
+    // bootstrap folder's that list this node.
+    let joined = read_bootstrap(&kept)?.into_iter().map(|bc| (bc, true));
+    let bootstrap = read_bootstrap(&cfg.node.bootstrap_dir)?.into_iter().map(|bc| (bc, false));
+    for ((b, c), kept_here) in joined.chain(bootstrap) {
         let removed = kept.join(format!("{}.removed", c.channel_id)).exists();
-        if !removed && c.consenter(cfg.node.id).is_some() {
+        if !removed && (kept_here || c.consenter(cfg.node.id).is_some()) {
             out.entry(c.channel_id.clone()).or_insert((b, c));
         }
     }
@@ -401,23 +572,16 @@ pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
         );
     }
 
-    // TLS roots: this node's own MSP, and every org of the channels it runs.
-    // (A channel joined later whose orgs are new needs a restart to be trusted
-    // on the cluster and API listeners.)
-    let mut tls_roots = msp.tlscacerts_pem.clone();
-    let mut crls = Vec::new();
-    for (_, c) in &startup {
-        for o in &c.orgs {
-            tls_roots.extend(o.tls_root_certs.iter().cloned());
-            crls.extend(o.crls.iter().cloned());
-        }
-    }
-    tls_roots.sort();
-    tls_roots.dedup();
-    crls.sort();
-    crls.dedup();
-    let server_config = Arc::new(ca_tools::server_config(&tls, &tls_roots, &crls)?);
-    let client_config = Arc::new(ca_tools::client_config(&tls, &tls_roots)?);
+    // TLS trust: this node's own organisation's roots, and those of every
+    // organisation of the channels it runs; reloaded when a channel is
+    // joined, left or reconfigured (see `Membership`).
+    let own_roots = Arc::new(msp.tlscacerts_pem.clone());
+    let configs: Vec<&ChannelConfig> = startup.iter().map(|(_, c)| c).collect();
+    let (tls_roots, crls) = tls_trust(&own_roots, &configs);
+    let client_trust = ca_tools::ReloadableClientVerifier::new(&tls_roots, &crls)?;
+    let server_trust = ca_tools::ReloadableServerVerifier::new(&tls_roots)?;
+    let server_config = Arc::new(ca_tools::server_config_with(&tls, client_trust.clone())?);
+    let client_config = Arc::new(ca_tools::client_config_with(&tls, server_trust.clone())?);
 
     let listen = cfg.cluster.listen.parse().map_err(|e| NodeError::Net(format!("cluster.listen: {e}")))?;
     let mut link_cfg = LinkConfig::new(me, listen, consenter_endpoints(&startup, me)?, server_config, client_config);
@@ -440,15 +604,22 @@ pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
     let (links, mut inbound) = Links::start(link_cfg).await.map_err(|e| NodeError::Net(e.to_string()))?;
     let node = Arc::new(Node {
         transport: Arc::new(LinkTransport(links.clone())),
-        links: links.clone(),
         store: store.clone(),
         mac_secret,
         entries: Arc::new(RwLock::new(HashMap::new())),
-        joined: Arc::new(std::sync::Mutex::new(BTreeMap::new())),
+        membership: Membership {
+            joined: Arc::new(std::sync::Mutex::new(BTreeMap::new())),
+            links: links.clone(),
+            tls: client_trust.clone(),
+            servers: server_trust,
+            own_roots,
+            me,
+        },
+        onboarding: Arc::new(RwLock::new(HashMap::new())),
         cfg: cfg.clone(),
     });
     for (genesis, _) in startup {
-        match node.join(genesis) {
+        match node.join_or_onboard(genesis) {
             Err(NodeError::Retired { channel, detail }) => {
                 tracing::warn!(channel = %channel, "not running the channel: {detail}");
             }
@@ -459,6 +630,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
 
     // Route frames from the links to their channel's task.
     let routes = node.entries.clone();
+    let onboarding = node.onboarding.clone();
     tokio::spawn(async move {
         while let Some(Inbound { from, channel, bytes }) = inbound.recv().await {
             let entry = routes.read().ok().and_then(|m| m.get(&channel).cloned());
@@ -468,7 +640,14 @@ pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
                         tracing::debug!(%channel, from, "channel queue full; frame dropped");
                     }
                 }
-                None => tracing::debug!(%channel, from, "frame for a channel this node has not joined"),
+                // An onboarding channel takes state-transfer answers only.
+                None => match onboarding.read().ok().and_then(|m| m.get(&channel).cloned()) {
+                    Some(tx) if super::channel::Wire::is_fetch_response(&bytes) => {
+                        let _ = tx.try_send((from, bytes));
+                    }
+                    Some(_) => {}
+                    None => tracing::debug!(%channel, from, "frame for a channel this node has not joined"),
+                },
             }
         }
     });
@@ -476,7 +655,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
     // Clients present certificates of any trusted org's TLS CA; authorisation
     // per channel (or, for the admin API, as an admin of this node's org)
     // happens in the handlers.
-    let mut api_tls = ca_tools::server_config(&tls, &tls_roots, &crls)?;
+    let mut api_tls = ca_tools::server_config_with(&tls, client_trust)?;
     api_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let api_tls = Arc::new(api_tls);
     let api_state = ApiState { channels: node.entries.clone(), store: store.clone() };
