@@ -266,13 +266,13 @@ struct EpochStart {
 /// it when due).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Change {
-    /// A new identity-key version for a random member.
-    Rotate,
+    /// A new identity-key version for a member (None: a random one).
+    Rotate(Option<ReplicaId>),
     /// The spare joins.
     AddSpare,
-    /// A random member leaves (a Byzantine one allowed; never below
-    /// [`MEMBERS_MIN`], never more faulty members than f).
-    Remove,
+    /// A member leaves (None: a random one; a Byzantine one allowed; never
+    /// below [`MEMBERS_MIN`], never more faulty members than f).
+    Remove(Option<ReplicaId>),
 }
 
 /// The channel admins (the harness): planned changes, and the update in
@@ -350,6 +350,10 @@ pub struct Cluster {
     report: Report,
     /// Byzantine block shares delivered to honest replicas (the audit's truth).
     delivered: super::audit::Delivered,
+    /// Tests: crash this node right after it executes a block holding a
+    /// reconfiguration (it restarts a little later); set when it did.
+    crash_after_reconfiguration: Option<ReplicaId>,
+    crashed_after_reconfiguration: bool,
 }
 
 impl Cluster {
@@ -483,6 +487,8 @@ impl Cluster {
             admins,
             report: Report::default(),
             delivered: super::audit::Delivered::default(),
+            crash_after_reconfiguration: None,
+            crashed_after_reconfiguration: false,
             sc,
         };
         for i in 0..c.nodes.len() {
@@ -528,9 +534,9 @@ impl Cluster {
             .into_iter()
             .map(|at| {
                 let change = match rng.range(0, 2) {
-                    0 => Change::Rotate,
+                    0 => Change::Rotate(None),
                     1 if !added => Change::AddSpare,
-                    _ => Change::Remove,
+                    _ => Change::Remove(None),
                 };
                 added |= change == Change::AddSpare;
                 (at, change)
@@ -706,6 +712,12 @@ impl Cluster {
 
     /// Runs the scenario to the end; returns what it found.
     pub fn run(mut self) -> Report {
+        self.drive();
+        self.report
+    }
+
+    /// Runs the scenario to the end, filling the report.
+    fn drive(&mut self) {
         self.trace(|| self.report.description.clone());
         let end = FAULT_TICKS + LIVENESS_TICKS;
         while self.now < end {
@@ -744,7 +756,6 @@ impl Cluster {
         self.report.blocks = self.canon.len() as u64;
         self.report.view_changes = self.views_installed.len() as u64;
         self.report.ticks = self.now;
-        self.report
     }
 
     /// Every request of every client (they resubmit until it is ordered)
@@ -1054,6 +1065,17 @@ impl Cluster {
             let down = 1 + self.sc.seed % CRASH_POINT_DOWN_TICKS_MAX;
             self.plan_fault(self.now + down, Fault::Restart(id));
         }
+        if self.crash_after_reconfiguration == Some(id) {
+            let executed = outputs.iter().position(
+                |o| matches!(o, Output::Commit(b) if b.envelopes.iter().any(|e| parse_reconfiguration(e).is_some())),
+            );
+            if let Some(k) = executed {
+                self.crash_after_reconfiguration = None;
+                self.crashed_after_reconfiguration = true;
+                self.nodes[i].crash_after = Some(k + 1);
+                self.plan_fault(self.now + 30, Fault::Restart(id));
+            }
+        }
         if let Some(k) = self.nodes[i].crash_after.take() {
             // Crash mid-step: outputs after the k-th are never carried out.
             outputs.truncate(k);
@@ -1261,6 +1283,14 @@ impl Cluster {
             }
             return;
         }
+        let ids = start.config.ids();
+        let faulty = ids.iter().filter(|m| !self.honest.contains(m)).count();
+        if faulty > (ids.len().saturating_sub(1)) / 3 {
+            self.report.safety.push(format!(
+                "seed {seed}: reconfiguration: harness bug: epoch {epoch} has {faulty} faulty of {} members",
+                ids.len()
+            ));
+        }
         if start.config != *previous {
             self.report.reconfigs_applied += 1;
             let before: BTreeSet<ReplicaId> = previous.ids().into_iter().collect();
@@ -1350,18 +1380,26 @@ impl Cluster {
             .collect();
         let spare = self.spare.filter(|s| !latest.contains(*s) && !self.nodes[self.index(*s)].retired);
         let change = match change {
-            Change::Remove if removable.is_empty() => spare.map_or(Change::Rotate, |_| Change::AddSpare),
-            Change::AddSpare if spare.is_none() => Change::Rotate,
+            Change::Remove(Some(m)) if !removable.contains(&m) => Change::Remove(None),
+            Change::Remove(_) if removable.is_empty() => spare.map_or(Change::Rotate(None), |_| Change::AddSpare),
+            Change::AddSpare if spare.is_none() => Change::Rotate(None),
+            Change::Rotate(Some(m)) if !latest.contains(m) => Change::Rotate(None),
             c => c,
         };
         match change {
-            Change::Rotate => {
-                let k = self.admins.rng.range(0, next.members.len() as u64 - 1) as usize;
+            Change::Rotate(who) => {
+                let k = match who {
+                    Some(m) => next.members.iter().position(|(id, _)| *id == m)?,
+                    None => self.admins.rng.range(0, next.members.len() as u64 - 1) as usize,
+                };
                 next.members[k].1 += 1;
             }
             Change::AddSpare => next.members.push((spare?, 0)),
-            Change::Remove => {
-                let gone = *self.admins.rng.pick(&removable);
+            Change::Remove(who) => {
+                let gone = match who {
+                    Some(m) => m,
+                    None => *self.admins.rng.pick(&removable),
+                };
                 next.members.retain(|(m, _)| *m != gone);
             }
         }
@@ -1690,5 +1728,111 @@ mod tests {
         deliver_heartbeat(&mut c, EPOCH);
         assert_eq!(c.report.must_drop_accepted, 1, "{:?}", c.report.safety);
         assert!(c.report.safety.iter().any(|v| v.contains("must drop")));
+    }
+
+    /// A calm n=4 cluster (a request every few ticks) whose admins make the
+    /// changes of `plan`.
+    fn reconfiguring(seed: u64, plan: Vec<(u64, Change)>) -> Cluster {
+        let mut c = Cluster::new(Scenario { requests: 60, reconfigure: Some(true), ..calm(seed) });
+        c.admins.plan = plan;
+        c
+    }
+
+    fn assert_clean(c: &Cluster) {
+        let r = &c.report;
+        assert!(r.safety.is_empty() && r.liveness.is_empty(), "{:?} {:?}", r.safety, r.liveness);
+    }
+
+    #[test]
+    fn a_calm_cluster_adds_the_spare_then_removes_member_1_and_orders_every_request() {
+        let mut c = reconfiguring(7, vec![(100, Change::AddSpare), (350, Change::Remove(Some(1)))]);
+        c.drive();
+        assert_clean(&c);
+        let r = &c.report;
+        assert_eq!((r.reconfigs_applied, r.reconfigs_added, r.reconfigs_removed, r.joins), (2, 1, 1, 1));
+        assert_eq!(c.latest_config().ids(), vec![2, 3, 4, 5]);
+        let removed = &c.nodes[0];
+        assert!(removed.retired && removed.replica.is_none(), "member 1 stopped");
+        let hashes = |n: &Node| n.ledger.iter().map(|b| b.header_hash).collect::<Vec<_>>();
+        let spare = &c.nodes[4];
+        assert!(spare.joined && spare.replica.is_some());
+        for n in &c.nodes[1..] {
+            assert_eq!(hashes(n), hashes(spare), "members agree");
+            assert!(c.requests.iter().all(|q| n.tx_seen.contains(&q.tx_id)), "every request ordered on {}", n.id);
+        }
+        let left = hashes(removed);
+        assert!(left.len() < spare.ledger.len() && hashes(spare).starts_with(&left), "the removed ledger is a prefix");
+    }
+
+    #[test]
+    fn a_rotated_identity_signs_with_its_new_key_and_its_old_key_no_longer_verifies() {
+        let mut c = reconfiguring(8, vec![(100, Change::Rotate(Some(2)))]);
+        c.drive();
+        assert_clean(&c);
+        assert_eq!(c.report.reconfigs_rotated, 1);
+        let node = &c.nodes[0];
+        assert!(node.config.members.contains(&(2, 1)), "{:?}", node.config);
+        let (seq, cert) = node.certs.iter().next_back().map(|(s, c)| (*s, c.clone())).unwrap();
+        assert!(seq > node.epoch_base, "a block certified after the switch");
+        let bytes = channels::block::certificate_signing_bytes(CHANNEL, node.epoch, seq, &cert.header_hash);
+        let old = c.keyring.signer_in(2, &SimConfig::first(&c.members).versions()).sign(&bytes);
+        let new = c.keyring.signer_in(2, &node.config.versions()).sign(&bytes);
+        let verifier = c.signer(0);
+        assert!(verifier.verify(2, &bytes, &new) && !verifier.verify(2, &bytes, &old));
+        if let Some((_, share)) = cert.signatures.iter().find(|(s, _)| *s == 2) {
+            assert_eq!(*share, new, "2 signed with its new key");
+        }
+        // A certificate carrying 2's old-key share is refused.
+        let mut forged = cert.clone();
+        forged.signatures.retain(|(s, _)| *s != 2);
+        forged.signatures.push((2, old));
+        c.check_certificate(0, &forged);
+        assert_eq!(c.report.safety.len(), 1, "{:?}", c.report.safety);
+    }
+
+    #[test]
+    fn a_replica_restarted_right_after_executing_the_reconfiguration_still_switches_at_the_same_block() {
+        for (seed, crashed) in [(9, 3), (10, 2), (11, 1)] {
+            let mut c = reconfiguring(seed, vec![(100, Change::Rotate(Some(4)))]);
+            c.crash_after_reconfiguration = Some(crashed);
+            c.drive();
+            assert!(c.crashed_after_reconfiguration, "seed {seed}: node {crashed} never executed it");
+            assert_clean(&c);
+            assert_eq!(c.report.reconfigs_rotated, 1);
+            let epochs: BTreeSet<(Epoch, Seq)> = c.nodes.iter().take(4).map(|n| (n.epoch, n.epoch_base)).collect();
+            assert_eq!(epochs.len(), 1, "seed {seed}: {epochs:?}");
+            assert_eq!(c.nodes[crashed as usize - 1].config, c.latest_config());
+        }
+    }
+
+    #[test]
+    fn an_honest_replica_switching_into_another_configuration_is_a_violation() {
+        // Negative control of the same-configuration check.
+        let mut c = reconfiguring(1, vec![]);
+        let first = SimConfig::first(&c.members);
+        let start = |config: SimConfig| EpochStart { base: 8, base_hash: [1; 32], config, material: BTreeMap::new() };
+        let next = SimConfig { sequence: 1, members: vec![(1, 1), (2, 0), (3, 0), (4, 0)] };
+        c.record_epoch_start(1, EPOCH + 1, start(next.clone()), &first);
+        assert!(c.report.safety.is_empty());
+        c.record_epoch_start(2, EPOCH + 1, start(next), &first);
+        assert!(c.report.safety.is_empty());
+        c.record_epoch_start(3, EPOCH + 1, start(first.clone()), &first);
+        assert!(c.report.safety.iter().any(|v| v.contains("reconfiguration")), "{:?}", c.report.safety);
+    }
+
+    #[test]
+    fn a_forged_history_is_refused_by_the_joining_replica() {
+        let history: Vec<Block> = {
+            let mut c = reconfiguring(7, vec![]);
+            c.drive();
+            c.nodes[0].ledger.clone()
+        };
+        let tip = history.last().unwrap().header_hash;
+        let genesis: Digest = Sha256::digest("genesis-7").into();
+        assert!(Cluster::chain_ends_at(&history, genesis, tip));
+        let mut forged = history.clone();
+        forged[2].envelopes.push(make_envelope(99, 0, 0));
+        assert!(!Cluster::chain_ends_at(&forged, genesis, tip));
+        assert!(!Cluster::chain_ends_at(&history[..history.len() - 1], genesis, tip), "a short history");
     }
 }
