@@ -285,14 +285,16 @@ fn main() -> ExitCode {
     );
     println!(
         "reconfig: seeds_reconfiguring={} applied={} added={} removed={} rotated={} joins={} histories_refused={} \
-         (every honest replica switches into the same configuration)",
+         rival_updates={} ignored_later_in_epoch={} (every honest replica switches into the same configuration)",
         summary.reconfiguring,
         summary.reconfigs_applied,
         summary.reconfigs_added,
         summary.reconfigs_removed,
         summary.reconfigs_rotated,
         summary.joins,
-        summary.joins_refused
+        summary.joins_refused,
+        summary.reconfig_rivals,
+        summary.reconfigs_ignored
     );
     if summary.must_drop_delivered + summary.must_drop_accepted > 0 {
         println!(

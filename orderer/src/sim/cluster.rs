@@ -53,6 +53,8 @@ const ADMIN_RETRY_TICKS: u64 = 300;
 const JOIN_RETRY_TICKS: u64 = 20;
 /// Fewest consenters a reconfiguration leaves.
 const MEMBERS_MIN: usize = 4;
+/// How often a second admin races with a rival update.
+const RIVAL_PER_MILLE: u64 = 300;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -187,6 +189,11 @@ pub struct Report {
     pub reconfigs_rotated: u64,
     pub joins: u64,
     pub joins_refused: u64,
+    /// Rival updates racing admins submitted (one wins everywhere).
+    pub reconfig_rivals: u64,
+    /// Valid reconfigurations ordered after the first in their epoch
+    /// (ignored, as the core ignores them).
+    pub reconfigs_ignored: u64,
 }
 
 enum Payload {
@@ -285,6 +292,8 @@ struct Admins {
     pending: Option<(SimConfig, Vec<u8>, TxId, u64)>,
     /// Every reconfiguration the admins submitted (validity).
     submitted: HashSet<TxId>,
+    /// Rival updates submitted (racing admins).
+    rivals: u64,
 }
 
 struct Net {
@@ -454,6 +463,7 @@ impl Cluster {
             plan: vec![],
             pending: None,
             submitted: HashSet::new(),
+            rivals: 0,
         };
         if spare.is_some() {
             admins.plan = Self::plan_reconfigurations(&mut admins.rng);
@@ -756,6 +766,7 @@ impl Cluster {
         self.report.blocks = self.canon.len() as u64;
         self.report.view_changes = self.views_installed.len() as u64;
         self.report.ticks = self.now;
+        self.report.reconfig_rivals = self.admins.rivals;
     }
 
     /// Every request of every client (they resubmit until it is ordered)
@@ -1210,11 +1221,10 @@ impl Cluster {
         }
         let validator = SimConfigValidator { config_sequence: node.config.sequence };
         let this_epoch = || node.ledger.iter().filter(|b| b.number > node.epoch_base);
-        let config = this_epoch()
-            .flat_map(|b| b.envelopes.iter())
-            .find(|e| validator.reconfiguration(e))
-            .and_then(|e| parse_reconfiguration(e))
-            .unwrap_or_else(|| node.config.clone());
+        let valid: Vec<&Vec<u8>> =
+            this_epoch().flat_map(|b| b.envelopes.iter()).filter(|e| validator.reconfiguration(e)).collect();
+        let ignored = valid.len().saturating_sub(1) as u64;
+        let config = valid.first().and_then(|e| parse_reconfiguration(e)).unwrap_or_else(|| node.config.clone());
         let mut material = node.material.clone();
         let mut seen = BTreeSet::new();
         for b in this_epoch() {
@@ -1240,6 +1250,9 @@ impl Cluster {
         node.store.clear();
         node.to_submit.extend(pending);
         if honest {
+            if !self.epoch_starts.contains_key(&(epoch + 1)) {
+                self.report.reconfigs_ignored += ignored;
+            }
             self.record_epoch_start(id, epoch + 1, start, &previous);
         }
         if !self.nodes[i].config.contains(id) {
@@ -1341,7 +1354,24 @@ impl Cluster {
             let Some(tx) = tx_id(&envelope) else { return };
             self.trace(|| format!("admins submit configuration {next:?} ({change:?})"));
             self.admins.submitted.insert(tx);
-            self.admins.pending = Some((next, envelope, tx, now));
+            self.admins.pending = Some((next.clone(), envelope, tx, now));
+            // Sometimes a second admin races with a rival update of the same
+            // sequence, submitted once to a random member: whichever is
+            // ordered first is the next configuration everywhere; the
+            // other is ignored in this epoch and stale in the next.
+            if self.admins.rng.chance(RIVAL_PER_MILLE) {
+                if let Some(rival) = self.next_config(Change::Rotate(None)).filter(|r| *r != next) {
+                    let envelope = make_reconfiguration(&rival);
+                    if let Some(tx) = tx_id(&envelope) {
+                        self.trace(|| format!("admins race with configuration {rival:?}"));
+                        self.admins.submitted.insert(tx);
+                        self.admins.rivals += 1;
+                        let targets = self.latest_config().ids();
+                        let target = *self.admins.rng.pick(&targets);
+                        self.submit_as_admin(target, envelope);
+                    }
+                }
+            }
         }
         let Some((_, envelope, tx, next_try)) = self.admins.pending.clone() else { return };
         if next_try > now || self.honest_nodes().any(|n| n.tx_seen.contains(&tx)) {
@@ -1352,9 +1382,13 @@ impl Cluster {
         }
         let targets = self.latest_config().ids();
         let target = *self.admins.rng.pick(&targets);
+        self.submit_as_admin(target, envelope);
+    }
+
+    fn submit_as_admin(&mut self, target: ReplicaId, envelope: Vec<u8>) {
         let i = self.index(target);
         let taken = match &mut self.nodes[i].adversary {
-            Some(a) => a.request(&envelope, now),
+            Some(a) => a.request(&envelope, self.now),
             None => true,
         };
         if taken {

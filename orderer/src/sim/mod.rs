@@ -73,6 +73,8 @@ pub struct Summary {
     pub reconfigs_rotated: u64,
     pub joins: u64,
     pub joins_refused: u64,
+    pub reconfig_rivals: u64,
+    pub reconfigs_ignored: u64,
     /// Crash sweep: steps chosen, and runs crashing after each output.
     pub crash_steps: u64,
     pub crash_runs: u64,
@@ -111,6 +113,8 @@ impl Summary {
             self.reconfigs_rotated += r.reconfigs_rotated;
             self.joins += r.joins;
             self.joins_refused += r.joins_refused;
+            self.reconfig_rivals += r.reconfig_rivals;
+            self.reconfigs_ignored += r.reconfigs_ignored;
             if crash_at.is_some() {
                 self.crash_runs += 1;
             }
