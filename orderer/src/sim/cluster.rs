@@ -1461,7 +1461,9 @@ impl Cluster {
                 continue;
             }
             let j = *self.admins.rng.pick(&servers);
-            let mut history: Vec<Block> = self.nodes[j].ledger[..join.base as usize].to_vec();
+            let Some(mut history) = self.nodes[j].ledger.get(..join.base as usize).map(<[Block]>::to_vec) else {
+                continue;
+            };
             // A Byzantine server may serve a forged history.
             if self.nodes[j].adversary.is_some() && self.admins.rng.chance(500) && !history.is_empty() {
                 let k = self.admins.rng.range(0, history.len() as u64 - 1) as usize;
