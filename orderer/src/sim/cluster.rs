@@ -1415,6 +1415,9 @@ impl Cluster {
         let spare = self.spare.filter(|s| !latest.contains(*s) && !self.nodes[self.index(*s)].retired);
         let change = match change {
             Change::Remove(Some(m)) if !removable.contains(&m) => Change::Remove(None),
+            c => c,
+        };
+        let change = match change {
             Change::Remove(_) if removable.is_empty() => spare.map_or(Change::Rotate(None), |_| Change::AddSpare),
             Change::AddSpare if spare.is_none() => Change::Rotate(None),
             Change::Rotate(Some(m)) if !latest.contains(m) => Change::Rotate(None),
