@@ -71,6 +71,11 @@ struct Args {
     /// every 6, 10 or 16 blocks).
     #[arg(long)]
     rotate_every: Option<u64>,
+    /// Reconfigure the channel by consensus in every seed (the admins
+    /// rotate a member's identity key, add a spare replica, remove a
+    /// member; up to 3 per run). Default: one seed in four.
+    #[arg(long)]
+    reconfigure: bool,
     /// Exit 0 when there is no safety violation, whatever the liveness
     /// failures (still counted and printed with their replay commands): for
     /// a sweep held back by a known liveness bug of the core.
@@ -195,6 +200,7 @@ fn main() -> ExitCode {
             record_points: false,
             trace: args.seed.is_some(),
             rotate_every: args.rotate_every,
+            reconfigure: args.reconfigure.then_some(true),
             #[cfg(feature = "mutants")]
             mutant,
         };
@@ -239,10 +245,12 @@ fn main() -> ExitCode {
         let twins = if args.twins > 0 { format!(" --twins {}", args.twins) } else { String::new() };
         let reqs = args.requests.map(|r| format!(" --requests {r}")).unwrap_or_default();
         let calm = if args.throughput { " --throughput" } else { "" };
+        let rotate = args.rotate_every.map(|r| format!(" --rotate-every {r}")).unwrap_or_default();
+        let reconfigure = if args.reconfigure { " --reconfigure" } else { "" };
         let crash = fail.crash_at.map(|c| format!(" --crash-at {}", c.arg())).unwrap_or_default();
         println!("failing seed {} (n={}): {}", fail.seed, fail.nodes, fail.what);
         println!(
-            "  replay: sim --seed {} --nodes {}{byz}{strat}{mix_max}{mutant}{twins}{reqs}{calm}{crash}",
+            "  replay: sim --seed {} --nodes {}{byz}{strat}{mix_max}{mutant}{twins}{reqs}{calm}{rotate}{reconfigure}{crash}",
             fail.seed,
             nodes.join(",")
         );
@@ -274,6 +282,19 @@ fn main() -> ExitCode {
     println!(
         "epochs: seeds_rotating={} epoch_switches={} (every honest replica at the same block) other-epoch frames dropped by honest replicas={}",
         summary.rotating, summary.epoch_switches, summary.wrong_epoch_delivered
+    );
+    println!(
+        "reconfig: seeds_reconfiguring={} applied={} added={} removed={} rotated={} joins={} histories_refused={} \
+         rival_updates={} ignored_later_in_epoch={} (every honest replica switches into the same configuration)",
+        summary.reconfiguring,
+        summary.reconfigs_applied,
+        summary.reconfigs_added,
+        summary.reconfigs_removed,
+        summary.reconfigs_rotated,
+        summary.joins,
+        summary.joins_refused,
+        summary.reconfig_rivals,
+        summary.reconfigs_ignored
     );
     if summary.must_drop_delivered + summary.must_drop_accepted > 0 {
         println!(

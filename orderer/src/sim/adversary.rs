@@ -398,9 +398,20 @@ impl Adversary {
     /// The replica switched key epochs: frames it crafts from now on are of
     /// the new epoch, under its keys; what it recorded of the old epoch is
     /// only good for replays (kept), its views and slots start afresh.
-    pub fn enter_epoch(&mut self, epoch: Epoch, macs: MacKeys, base: Certificate) {
+    /// A reconfiguration may have changed the members and this replica's
+    /// identity key: it gets its replica's current ones.
+    pub fn enter_epoch(
+        &mut self,
+        epoch: Epoch,
+        members: Vec<ReplicaId>,
+        macs: MacKeys,
+        crypto: SimCrypto,
+        base: Certificate,
+    ) {
         self.epoch = epoch;
+        self.members = members;
         self.macs = macs;
+        self.crypto = crypto;
         self.genesis = base;
         self.checkpoints.clear();
         self.view_seen = 0;

@@ -166,11 +166,26 @@ pub struct SimKeys {
     members: Vec<ReplicaId>,
     keyring: Arc<Keyring>,
     quorum: usize,
+    /// The highest identity-key version any consenter reached in the run.
+    version_max: u32,
 }
 
 impl SimKeys {
     pub fn new(channel: &str, members: &[ReplicaId], keyring: &Arc<Keyring>, quorum: usize) -> Self {
-        Self { channel: channel.to_owned(), members: members.to_vec(), keyring: keyring.clone(), quorum }
+        Self {
+            channel: channel.to_owned(),
+            members: members.to_vec(),
+            keyring: keyring.clone(),
+            quorum,
+            version_max: 0,
+        }
+    }
+
+    /// Accepts a consenter's signature under any of its identity keys up to
+    /// `version_max` (a log spans epochs; each line is signed with the key
+    /// of its time).
+    pub fn with_version_max(self, version_max: u32) -> Self {
+        Self { version_max, ..self }
     }
 }
 
@@ -180,7 +195,8 @@ impl Keys for SimKeys {
     }
 
     fn verify(&self, channel: &str, consenter: ReplicaId, message: &[u8], signature: &[u8]) -> bool {
-        self.knows(channel, consenter) && self.keyring.signer(consenter).verify(consenter, message, signature)
+        self.knows(channel, consenter)
+            && self.keyring.verify_any_version(consenter, message, signature, self.version_max)
     }
 
     fn quorum(&self, _: &str) -> usize {
@@ -209,8 +225,9 @@ pub fn check(
     canon: &BTreeMap<Seq, Digest>,
     delivered: &Delivered,
     honest: &BTreeSet<ReplicaId>,
+    version_max: u32,
 ) -> AuditFigures {
-    let keys = SimKeys::new(channel, members, keyring, quorum);
+    let keys = SimKeys::new(channel, members, keyring, quorum).with_version_max(version_max);
     let files: Vec<LogFile> = logs
         .iter()
         .enumerate()

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use sha2::{Digest as _, Sha256};
 
 use super::adversary::{Adversary, Collusion, Context, Draw, Mix, Outgoing, Timing};
-use super::identity::{make_announcement, make_envelope, parse_announcement, Keyring, SimValidator};
+use super::identity::{
+    make_announcement, make_envelope, make_reconfiguration, parse_announcement, parse_reconfiguration, Keyring,
+    SimConfig, SimConfigValidator, SimCrypto, SimValidator,
+};
 use super::rng::Rng;
 use crate::consensus::message::Body;
 use crate::consensus::{
@@ -18,6 +21,12 @@ use crate::consensus::{
 };
 
 const CHANNEL: &str = "simchannel";
+
+/// The transaction id of any envelope of the simulator (client envelope,
+/// announcement or reconfiguration; it does not depend on the epoch).
+fn tx_id(envelope: &[u8]) -> Option<TxId> {
+    SimConfigValidator { config_sequence: 0 }.tx_id(envelope)
+}
 /// The run's key epoch; the epochs below it are what `replay-old-epoch`
 /// crafts frames for.
 const EPOCH: u64 = 3;
@@ -34,6 +43,18 @@ pub const CALM_REQUEST_SPACING_TICKS: u64 = 10;
 /// A node crashed at a chosen persistence point restarts this much later
 /// (at most).
 const CRASH_POINT_DOWN_TICKS_MAX: u64 = 60;
+/// Most reconfigurations the admins make in one run.
+const RECONFIGURATIONS_MAX: usize = 3;
+/// The admins resubmit a reconfiguration not yet executed after this many
+/// ticks (to another node), as clients do.
+const ADMIN_RETRY_TICKS: u64 = 300;
+/// A joining replica that could not copy a verified history retries this
+/// much later (from another node, drawn again).
+const JOIN_RETRY_TICKS: u64 = 20;
+/// Fewest consenters a reconfiguration leaves.
+const MEMBERS_MIN: usize = 4;
+/// How often a second admin races with a rival update.
+const RIVAL_PER_MILLE: u64 = 300;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -62,6 +83,12 @@ pub struct Scenario {
     /// many blocks of its epoch are ordered (Some(0): never; None: drawn
     /// from the seed, so that the CI seeds mix rotating and static runs).
     pub rotate_every: Option<u64>,
+    /// Reconfiguration by consensus: the admins submit up to
+    /// [`RECONFIGURATIONS_MAX`] configuration updates (rotate a member's
+    /// identity key, add the spare replica, remove a member) at random
+    /// times (Some(false): never; None: drawn from the seed, one in four
+    /// seeds). Never with twins.
+    pub reconfigure: Option<bool>,
     #[cfg(feature = "mutants")]
     pub mutant: Option<crate::consensus::types::Mutant>,
 }
@@ -73,6 +100,15 @@ impl Scenario {
             let h = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60;
             [0, 6, 10, 16][(h % 4) as usize]
         })
+    }
+
+    /// Whether the admins reconfigure the channel in this run.
+    pub fn reconfiguring(&self) -> bool {
+        self.twins == 0
+            && self.reconfigure.unwrap_or_else(|| {
+                let h = self.seed.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 60;
+                !self.calm && h % 4 == 1
+            })
     }
 }
 
@@ -143,6 +179,21 @@ pub struct Report {
     pub wrong_epoch_delivered: u64,
     /// The vote-log audit of the run (`sim::audit`).
     pub audit: super::audit::AuditFigures,
+    /// Whether the admins reconfigured in this run; the reconfigurations
+    /// applied (first honest switch into their epoch), by kind; the joins of
+    /// an added replica, and the histories it refused (a broken hash chain).
+    pub reconfiguring: bool,
+    pub reconfigs_applied: u64,
+    pub reconfigs_added: u64,
+    pub reconfigs_removed: u64,
+    pub reconfigs_rotated: u64,
+    pub joins: u64,
+    pub joins_refused: u64,
+    /// Rival updates racing admins submitted (one wins everywhere).
+    pub reconfig_rivals: u64,
+    /// Valid reconfigurations ordered after the first in their epoch
+    /// (ignored, as the core ignores them).
+    pub reconfigs_ignored: u64,
 }
 
 enum Payload {
@@ -181,6 +232,68 @@ struct Node {
     to_submit: Vec<Vec<u8>>,
     /// Its signed vote log (durable, as the store).
     audit: super::audit::NodeLog,
+    /// The channel configuration of its current epoch (durable, as the
+    /// epoch): members, their identity-key versions, its sequence.
+    config: SimConfig,
+    /// Removed by a reconfiguration: its replica is gone for good; its
+    /// ledger stays (and still serves history).
+    retired: bool,
+    /// A spare not yet joined has no ledger and no replica.
+    joined: bool,
+    /// The operator's join input for a replica added by a reconfiguration,
+    /// until its history is copied; and when it tries next.
+    join: Option<Join>,
+    join_next_try: u64,
+}
+
+/// What the operator gives a new consenter (Fabric joins a new orderer with
+/// the channel's config block): the epoch it joins, the block that epoch
+/// starts after and that block's header hash (the trusted input the copied
+/// history is checked against), and the epoch's configuration and key
+/// material.
+#[derive(Clone, Debug)]
+struct Join {
+    epoch: Epoch,
+    base: Seq,
+    base_hash: Digest,
+    config: SimConfig,
+    material: BTreeMap<ReplicaId, [u8; 32]>,
+}
+
+/// What every honest replica switching into an epoch must agree on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct EpochStart {
+    base: Seq,
+    base_hash: Digest,
+    config: SimConfig,
+    material: BTreeMap<ReplicaId, [u8; 32]>,
+}
+
+/// A change the admins make to the latest configuration (resolved against
+/// it when due).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    /// A new identity-key version for a member (None: a random one).
+    Rotate(Option<ReplicaId>),
+    /// The spare joins.
+    AddSpare,
+    /// A member leaves (None: a random one; a Byzantine one allowed; never
+    /// below [`MEMBERS_MIN`], never more faulty members than f).
+    Remove(Option<ReplicaId>),
+}
+
+/// The channel admins (the harness): planned changes, and the update in
+/// flight until an honest replica switches into it.
+struct Admins {
+    rng: Rng,
+    plan: Vec<(u64, Change)>,
+    /// The configuration submitted, its envelope and transaction id, and
+    /// when it is resubmitted.
+    pending: Option<(SimConfig, Vec<u8>, TxId, u64)>,
+    /// Every reconfiguration the admins submitted (validity).
+    submitted: HashSet<TxId>,
+    /// Rival updates submitted (racing admins).
+    rivals: u64,
 }
 
 struct Net {
@@ -214,7 +327,10 @@ pub struct Cluster {
     sc: Scenario,
     rng: Rng,
     now: u64,
+    /// The first configuration's members (the spare is not one).
     members: Vec<ReplicaId>,
+    /// The replica added by a reconfiguration (runs that reconfigure).
+    spare: Option<ReplicaId>,
     keyring: Arc<Keyring>,
     genesis_hash: Digest,
     nodes: Vec<Node>,
@@ -236,9 +352,17 @@ pub struct Cluster {
     views_installed: BTreeSet<u64>,
     /// The block each epoch ended at (the first honest switch).
     switches: BTreeMap<Epoch, Seq>,
+    /// How each epoch started (the first honest switch into it): the
+    /// latest is the channel's current configuration.
+    epoch_starts: BTreeMap<Epoch, EpochStart>,
+    admins: Admins,
     report: Report,
     /// Byzantine block shares delivered to honest replicas (the audit's truth).
     delivered: super::audit::Delivered,
+    /// Tests: crash this node right after it executes a block holding a
+    /// reconfiguration (it restarts a little later); set when it did.
+    crash_after_reconfiguration: Option<ReplicaId>,
+    crashed_after_reconfiguration: bool,
 }
 
 impl Cluster {
@@ -246,7 +370,11 @@ impl Cluster {
         let mut rng = Rng::new(sc.seed);
         let n = sc.nodes;
         let members: Vec<ReplicaId> = (1..=n as u32).collect();
-        let keyring = Keyring::new(&members, sc.seed);
+        // A run that reconfigures has one spare replica (id n+1), honest,
+        // not a member until the admins add it.
+        let spare = sc.reconfiguring().then_some(n as u32 + 1);
+        let keyring = Keyring::with_spares(&members, spare.as_slice(), sc.seed);
+        let first_config = SimConfig::first(&members);
         let genesis_hash: Digest = Sha256::digest(format!("genesis-{}", sc.seed)).into();
         let byz: BTreeSet<ReplicaId> = if sc.calm {
             members.iter().copied().take(sc.byzantine).collect()
@@ -257,7 +385,7 @@ impl Cluster {
         let twin_ids: Vec<ReplicaId> =
             rng.choose(not_byz.len(), sc.twins.min(not_byz.len())).into_iter().map(|i| not_byz[i]).collect();
         let honest: BTreeSet<ReplicaId> =
-            members.iter().copied().filter(|m| !byz.contains(m) && !twin_ids.contains(m)).collect();
+            members.iter().copied().filter(|m| !byz.contains(m) && !twin_ids.contains(m)).chain(spare).collect();
         // Side B of the split: every other honest replica.
         let side_b: BTreeSet<ReplicaId> =
             honest.iter().copied().enumerate().filter(|(i, _)| i % 2 == 1).map(|(_, m)| m).collect();
@@ -277,7 +405,9 @@ impl Cluster {
         );
         let mut nodes = Vec::with_capacity(n);
         let mut mixes = vec![];
-        for id in members.iter().chain(twin_ids.iter()) {
+        let material: BTreeMap<ReplicaId, [u8; 32]> =
+            members.iter().map(|m| (*m, Self::material(sc.seed, *m, EPOCH, 0))).collect();
+        for id in members.iter().chain(twin_ids.iter()).chain(spare.iter()) {
             let adversary = byz.contains(id).then(|| {
                 let mix = sc.strategies.draw(&mut rng);
                 description.push_str(&format!(" {}={}", id, mix.name()));
@@ -289,7 +419,7 @@ impl Cluster {
                     epoch: EPOCH,
                     members: members.clone(),
                     macs: keyring.mac_keys(*id),
-                    crypto: keyring.signer(*id),
+                    crypto: keyring.signer_in(*id, &first_config.versions()),
                     side_b: side_b.clone(),
                     genesis: Certificate { seq: 0, header_hash: genesis_hash, signatures: vec![] },
                     timing: Timing {
@@ -316,16 +446,35 @@ impl Cluster {
                 epoch: EPOCH,
                 epoch_base: 0,
                 base_hash: genesis_hash,
-                material: members.iter().map(|m| (*m, Self::material(sc.seed, *m, EPOCH, 0))).collect(),
+                material: material.clone(),
                 announced_for: EPOCH,
                 to_submit: vec![],
                 audit: super::audit::NodeLog::new(CHANNEL, *id),
+                config: first_config.clone(),
+                retired: false,
+                joined: Some(*id) != spare,
+                join: None,
+                join_next_try: 0,
             });
+        }
+        let first_start = EpochStart { base: 0, base_hash: genesis_hash, config: first_config, material };
+        let mut admins = Admins {
+            rng: Rng::new(sc.seed ^ 0xAD41_0C0F_0000_0001),
+            plan: vec![],
+            pending: None,
+            submitted: HashSet::new(),
+            rivals: 0,
+        };
+        if spare.is_some() {
+            admins.plan = Self::plan_reconfigurations(&mut admins.rng);
+            let kinds: Vec<String> = admins.plan.iter().map(|(at, c)| format!("{c:?}@{at}")).collect();
+            description.push_str(&format!(" reconfigure={}", kinds.join(",")));
         }
         let mut c = Cluster {
             rng,
             now: 0,
             members,
+            spare,
             keyring,
             genesis_hash,
             nodes,
@@ -344,8 +493,12 @@ impl Cluster {
             votes_seen: HashMap::new(),
             views_installed: BTreeSet::new(),
             switches: BTreeMap::new(),
+            epoch_starts: [(EPOCH, first_start)].into_iter().collect(),
+            admins,
             report: Report::default(),
             delivered: super::audit::Delivered::default(),
+            crash_after_reconfiguration: None,
+            crashed_after_reconfiguration: false,
             sc,
         };
         for i in 0..c.nodes.len() {
@@ -354,6 +507,7 @@ impl Cluster {
         c.plan_faults();
         c.plan_requests();
         c.report.rotating = c.sc.rotation() > 0;
+        c.report.reconfiguring = c.spare.is_some();
         if c.report.rotating {
             description.push_str(&format!(" rotate_every={}", c.sc.rotation()));
         }
@@ -362,8 +516,53 @@ impl Cluster {
         c
     }
 
-    fn config(&self, me: ReplicaId) -> Config {
-        Self::config_for(&self.sc, me, &self.members, self.genesis_hash)
+    /// The consensus configuration of node `i` in its current epoch.
+    fn config(&self, i: usize) -> Config {
+        let node = &self.nodes[i];
+        Config {
+            epoch: node.epoch,
+            epoch_base: node.epoch_base,
+            genesis_hash: node.base_hash,
+            ..Self::config_for(&self.sc, node.id, &node.config.ids(), self.genesis_hash)
+        }
+    }
+
+    /// The signer of node `i` under its current configuration.
+    fn signer(&self, i: usize) -> SimCrypto {
+        let node = &self.nodes[i];
+        self.keyring.signer_in(node.id, &node.config.versions())
+    }
+
+    /// The admins' plan: 1..=RECONFIGURATIONS_MAX changes at random times
+    /// of the fault phase (an add first, then removals, is likely).
+    fn plan_reconfigurations(rng: &mut Rng) -> Vec<(u64, Change)> {
+        let count = rng.range(1, RECONFIGURATIONS_MAX as u64) as usize;
+        let mut times: Vec<u64> = (0..count).map(|_| rng.range(50, FAULT_TICKS)).collect();
+        times.sort_unstable();
+        let mut added = false;
+        times
+            .into_iter()
+            .map(|at| {
+                let change = match rng.range(0, 2) {
+                    0 => Change::Rotate(None),
+                    1 if !added => Change::AddSpare,
+                    _ => Change::Remove(None),
+                };
+                added |= change == Change::AddSpare;
+                (at, change)
+            })
+            .collect()
+    }
+
+    /// The channel's latest configuration (of the epoch an honest replica
+    /// switched into last).
+    fn latest_config(&self) -> SimConfig {
+        self.epoch_starts.values().next_back().map_or_else(|| SimConfig::first(&self.members), |s| s.config.clone())
+    }
+
+    /// Every replica of the run (members of any configuration).
+    fn ids(&self) -> Vec<ReplicaId> {
+        self.members.iter().copied().chain(self.spare).collect()
     }
 
     /// A consenter's key material for `epoch` (`attempt` 1: the second,
@@ -415,14 +614,14 @@ impl Cluster {
     fn start(&mut self, i: usize) {
         self.delivered.restarted(i);
         let id = self.nodes[i].id;
+        if self.nodes[i].retired || !self.nodes[i].joined {
+            return;
+        }
         let macs = self.macs(i);
+        let cfg = self.config(i);
+        let signer = self.signer(i);
         let node = &mut self.nodes[i];
-        let cfg = Config {
-            epoch: node.epoch,
-            epoch_base: node.epoch_base,
-            genesis_hash: node.base_hash,
-            ..Self::config_for(&self.sc, id, &self.members, self.genesis_hash)
-        };
+        let validator = SimConfigValidator { config_sequence: node.config.sequence };
         // A restarted shell announces again (its pool was lost); the same
         // material makes the same transaction, ordered once.
         node.announced_for = node.epoch;
@@ -434,7 +633,7 @@ impl Cluster {
             .rev()
             .take(cfg.dedup_window_blocks as usize)
             .rev()
-            .map(|b| (b.number, b.envelopes.iter().filter_map(|e| SimValidator.tx_id(e)).collect()))
+            .map(|b| (b.number, b.envelopes.iter().filter_map(|e| validator.tx_id(e)).collect()))
             .collect();
         let stable = node
             .store
@@ -458,8 +657,12 @@ impl Cluster {
                     .map(|a| (b.number, a.consenter))
             })
             .collect();
-        let tip = Tip { executed, header_hash, recent, stable, uncertified, announced, reconfigured: None };
-        match Replica::new(cfg, Box::new(self.keyring.signer(id)), macs, Box::new(SimValidator), tip, &node.store) {
+        // The first block of this epoch holding a reconfiguration valid for
+        // its configuration ends the epoch (as it did before the restart).
+        let reconfigured =
+            this_epoch().find(|b| b.envelopes.iter().any(|e| validator.reconfiguration(e))).map(|b| b.number);
+        let tip = Tip { executed, header_hash, recent, stable, uncertified, announced, reconfigured };
+        match Replica::new(cfg, Box::new(signer), macs, Box::new(validator), tip, &node.store) {
             Ok(r) => node.replica = Some(r),
             Err(e) => self.report.safety.push(format!("node {id} could not start: {e}")),
         }
@@ -482,10 +685,10 @@ impl Cluster {
                 1 => Fault::Crash(victim),
                 2 => Fault::SplitHalves,
                 3 => {
-                    let other = *self.rng.pick(&self.members);
+                    let other = *self.rng.pick(&self.ids());
                     Fault::OneWay(victim, other)
                 }
-                _ => Fault::Crash(*self.rng.pick(&self.members)),
+                _ => Fault::Crash(*self.rng.pick(&self.ids())),
             };
             let duration = self.rng.range(50, 400);
             let end = (at + duration).min(FAULT_TICKS);
@@ -495,7 +698,7 @@ impl Cluster {
             }
             self.faults.push((at, fault));
         }
-        for m in self.members.clone() {
+        for m in self.ids() {
             self.faults.push((FAULT_TICKS, Fault::Restart(m)));
         }
         self.faults.push((FAULT_TICKS, Fault::HealNetwork));
@@ -519,12 +722,20 @@ impl Cluster {
 
     /// Runs the scenario to the end; returns what it found.
     pub fn run(mut self) -> Report {
+        self.drive();
+        self.report
+    }
+
+    /// Runs the scenario to the end, filling the report.
+    fn drive(&mut self) {
         self.trace(|| self.report.description.clone());
         let end = FAULT_TICKS + LIVENESS_TICKS;
         while self.now < end {
             self.regroup_twins();
             self.apply_faults();
             self.submit_requests();
+            self.reconfigure();
+            self.join_new_members();
             self.deliver_due();
             for i in 0..self.nodes.len() {
                 for envelope in std::mem::take(&mut self.nodes[i].to_submit) {
@@ -555,7 +766,7 @@ impl Cluster {
         self.report.blocks = self.canon.len() as u64;
         self.report.view_changes = self.views_installed.len() as u64;
         self.report.ticks = self.now;
-        self.report
+        self.report.reconfig_rivals = self.admins.rivals;
     }
 
     /// Every request of every client (they resubmit until it is ordered)
@@ -565,16 +776,19 @@ impl Cluster {
         if self.requests.iter().any(|r| r.at > self.now) {
             return false;
         }
-        let heights: BTreeSet<usize> = self.honest_nodes().map(|n| n.ledger.len()).collect();
+        if self.admins.pending.is_some() || !self.admins.plan.is_empty() {
+            return false;
+        }
+        let heights: BTreeSet<usize> = self.live_nodes().map(|n| n.ledger.len()).collect();
         heights.len() == 1
-            && self.honest_nodes().all(|n| self.requests.iter().all(|r| n.tx_seen.contains(&r.tx_id)))
+            && self.live_nodes().all(|n| self.requests.iter().all(|r| n.tx_seen.contains(&r.tx_id)))
             // Every block an honest replica holds ends up with its certificate.
-            && self.honest_nodes().all(|n| n.certs.len() == n.ledger.len())
+            && self.live_nodes().all(|n| n.certs.len() == n.ledger.len())
     }
 
     fn liveness_summary(&self) -> String {
         let heights: Vec<String> = self
-            .honest_nodes()
+            .live_nodes()
             .map(|n| {
                 let r = n.replica.as_ref();
                 format!(
@@ -591,13 +805,28 @@ impl Cluster {
                 )
             })
             .collect();
-        let missing =
-            self.requests.iter().filter(|r| !self.honest_nodes().all(|n| n.tx_seen.contains(&r.tx_id))).count();
-        format!("seed {}: not live after healing: {missing} requests missing; {}", self.sc.seed, heights.join(" "))
+        let missing = self.requests.iter().filter(|r| !self.live_nodes().all(|n| n.tx_seen.contains(&r.tx_id))).count();
+        let admins = match (&self.admins.pending, self.admins.plan.first()) {
+            (Some((c, ..)), _) => format!("; reconfiguration to configuration {} not applied", c.sequence),
+            (None, Some((at, change))) => format!("; reconfiguration {change:?} planned at {at} not submitted"),
+            (None, None) => String::new(),
+        };
+        format!(
+            "seed {}: not live after healing: {missing} requests missing; {}{admins}",
+            self.sc.seed,
+            heights.join(" ")
+        )
     }
 
     fn honest_nodes(&self) -> impl Iterator<Item = &Node> {
         self.nodes.iter().filter(|n| self.honest.contains(&n.id))
+    }
+
+    /// The replicas that must order everything: honest members of the
+    /// latest configuration (a removed replica stops where it left).
+    fn live_nodes(&self) -> impl Iterator<Item = &Node> {
+        let latest = self.latest_config();
+        self.nodes.iter().filter(move |n| self.honest.contains(&n.id) && latest.contains(n.id))
     }
 
     /// The first instance of `id` (twins have a second one after the members).
@@ -637,7 +866,7 @@ impl Cluster {
             self.trace(|| format!("fault {fault:?}"));
             match fault {
                 Fault::Isolate(v) => {
-                    for m in self.members.clone() {
+                    for m in self.ids() {
                         if m != v {
                             self.net.cut.insert((v, m));
                             self.net.cut.insert((m, v));
@@ -645,8 +874,9 @@ impl Cluster {
                     }
                 }
                 Fault::SplitHalves => {
-                    let half = self.members.len() / 2;
-                    let (a, b) = self.members.split_at(half);
+                    let ids = self.ids();
+                    let half = ids.len() / 2;
+                    let (a, b) = ids.split_at(half);
                     for x in a {
                         for y in b {
                             self.net.cut.insert((*x, *y));
@@ -706,7 +936,7 @@ impl Cluster {
                 self.requests[k].next_try = u64::MAX;
                 continue;
             }
-            let target = *self.rng.pick(&self.members);
+            let target = *self.rng.pick(&self.latest_config().ids());
             let i = self.index(target);
             let envelope = self.requests[k].envelope.clone();
             let taken = match &mut self.nodes[i].adversary {
@@ -741,7 +971,7 @@ impl Cluster {
                     // With rotation on, every frame of another epoch that
                     // reaches an honest replica must be dropped.
                     let epoch_of = |bytes: &[u8]| Frame::decode(bytes, &Limits::default()).ok().map(|f| f.epoch);
-                    let wrong_epoch = self.sc.rotation() > 0
+                    let wrong_epoch = (self.sc.rotation() > 0 || self.spare.is_some())
                         && must_drop.is_none()
                         && epoch_of(&bytes).is_some_and(|e| e != self.nodes[i].epoch);
                     // An old-epoch replay is still the current epoch of a
@@ -846,6 +1076,17 @@ impl Cluster {
             let down = 1 + self.sc.seed % CRASH_POINT_DOWN_TICKS_MAX;
             self.plan_fault(self.now + down, Fault::Restart(id));
         }
+        if self.crash_after_reconfiguration == Some(id) {
+            let executed = outputs.iter().position(
+                |o| matches!(o, Output::Commit(b) if b.envelopes.iter().any(|e| parse_reconfiguration(e).is_some())),
+            );
+            if let Some(k) = executed {
+                self.crash_after_reconfiguration = None;
+                self.crashed_after_reconfiguration = true;
+                self.nodes[i].crash_after = Some(k + 1);
+                self.plan_fault(self.now + 30, Fault::Restart(id));
+            }
+        }
         if let Some(k) = self.nodes[i].crash_after.take() {
             // Crash mid-step: outputs after the k-th are never carried out.
             outputs.truncate(k);
@@ -862,13 +1103,15 @@ impl Cluster {
         let id = self.nodes[i].id;
         let honest = self.honest.contains(&id);
         match output {
+            // A replica removed from the channel sends nothing more.
+            Output::Send { .. } | Output::Broadcast { .. } if self.nodes[i].retired => {}
             Output::Send { to, frame } => self.send_from(i, &[*to], frame),
             Output::Broadcast { frame } => {
-                let others: Vec<ReplicaId> = self.members.iter().copied().filter(|m| *m != id).collect();
+                let others: Vec<ReplicaId> = self.nodes[i].config.ids().into_iter().filter(|m| *m != id).collect();
                 self.send_from(i, &others, frame);
             }
             Output::Persist(records) => {
-                let signer = self.keyring.signer(id);
+                let signer = self.signer(i);
                 let node = &mut self.nodes[i];
                 let epoch = node.epoch;
                 node.audit.persist(records, node.replica.as_ref(), epoch, &signer);
@@ -886,7 +1129,7 @@ impl Cluster {
                 let seed = self.sc.seed;
                 let byzantine = self.nodes[i].adversary.is_some();
                 let node = &mut self.nodes[i];
-                node.tx_seen.extend(block.envelopes.iter().filter_map(|e| SimValidator.tx_id(e)));
+                node.tx_seen.extend(block.envelopes.iter().filter_map(|e| tx_id(e)));
                 node.ledger.push(block.clone());
                 if rotate_every > 0
                     && block.number >= node.epoch_base + rotate_every
@@ -909,7 +1152,7 @@ impl Cluster {
                 if honest {
                     self.check_certificate(i, cert);
                 }
-                let interval = self.config(id).checkpoint_interval;
+                let interval = self.config(i).checkpoint_interval;
                 if let Some(a) = &mut self.nodes[i].adversary {
                     a.certified(cert, interval);
                 }
@@ -935,7 +1178,7 @@ impl Cluster {
             }
             Output::EpochEnded { epoch, last_seq } => self.switch_epoch(i, *epoch, *last_seq),
             Output::Evidence(shares) => {
-                let signer = self.keyring.signer(id);
+                let signer = self.signer(i);
                 self.nodes[i].audit.evidence(shares, &signer);
             }
             Output::Admitted { .. } | Output::Refused { .. } | Output::Dropped { .. } => {}
@@ -943,13 +1186,20 @@ impl Cluster {
     }
 
     /// The shell's epoch switch: every honest replica ends an epoch at the
-    /// same block; the next epoch's key material is each consenter's first
-    /// announcement ordered in the epoch (or what it used before); durable
-    /// consensus records start afresh; waiting requests carry over.
+    /// same block; the next epoch's configuration is the one the first
+    /// reconfiguration valid for this epoch's (sequence + 1) in the epoch's
+    /// blocks carries (later ones are ignored, as the core ignores them),
+    /// or this epoch's; its key material is each consenter's first
+    /// announcement ordered in the epoch (or what it used before; a new
+    /// member's initial material); every honest replica must start the next
+    /// epoch with the same configuration and material. Durable consensus
+    /// records start afresh; waiting requests carry over. A replica the new
+    /// configuration leaves out stops for good.
     fn switch_epoch(&mut self, i: usize, epoch: Epoch, last_seq: Seq) {
         let id = self.nodes[i].id;
         let seed = self.sc.seed;
-        if self.honest.contains(&id) {
+        let honest = self.honest.contains(&id);
+        if honest {
             let first = *self.switches.entry(epoch).or_insert(last_seq);
             if first != last_seq {
                 self.report.safety.push(format!(
@@ -969,29 +1219,304 @@ impl Cluster {
             ));
             return;
         }
+        let validator = SimConfigValidator { config_sequence: node.config.sequence };
+        let this_epoch = || node.ledger.iter().filter(|b| b.number > node.epoch_base);
+        let valid: Vec<&Vec<u8>> =
+            this_epoch().flat_map(|b| b.envelopes.iter()).filter(|e| validator.reconfiguration(e)).collect();
+        let ignored = valid.len().saturating_sub(1) as u64;
+        let config = valid.first().and_then(|e| parse_reconfiguration(e)).unwrap_or_else(|| node.config.clone());
         let mut material = node.material.clone();
         let mut seen = BTreeSet::new();
-        for b in node.ledger.iter().filter(|b| b.number > node.epoch_base) {
+        for b in this_epoch() {
             for (a, m) in b.envelopes.iter().filter_map(|e| parse_announcement(e)) {
                 if a.epoch == epoch + 1 && material.contains_key(&a.consenter) && seen.insert(a.consenter) {
                     material.insert(a.consenter, m);
                 }
             }
         }
+        material.retain(|m, _| config.contains(*m));
+        for m in config.ids() {
+            material.entry(m).or_insert_with(|| Self::material(seed, m, EPOCH, 0));
+        }
+        let base_hash = node.ledger.last().map(|b| b.header_hash).unwrap_or(self.genesis_hash);
+        let start = EpochStart { base: last_seq, base_hash, config: config.clone(), material: material.clone() };
+        let previous = node.config.clone();
         let pending = node.replica.as_ref().map(Replica::pending_envelopes).unwrap_or_default();
         node.epoch = epoch + 1;
         node.epoch_base = last_seq;
-        node.base_hash = node.ledger.last().map(|b| b.header_hash).unwrap_or(self.genesis_hash);
+        node.base_hash = base_hash;
         node.material = material;
+        node.config = config;
         node.store.clear();
         node.to_submit.extend(pending);
-        let base = Certificate { seq: last_seq, header_hash: node.base_hash, signatures: vec![] };
-        self.start(i);
-        let macs = self.macs(i);
-        if let Some(a) = &mut self.nodes[i].adversary {
-            a.enter_epoch(epoch + 1, macs, base);
+        if honest {
+            if !self.epoch_starts.contains_key(&(epoch + 1)) {
+                self.report.reconfigs_ignored += ignored;
+            }
+            self.record_epoch_start(id, epoch + 1, start, &previous);
         }
+        if !self.nodes[i].config.contains(id) {
+            let node = &mut self.nodes[i];
+            node.replica = None;
+            node.retired = true;
+            node.to_submit.clear();
+            self.trace(|| format!("node {id} removed from the channel after block {last_seq}: stops"));
+            return;
+        }
+        self.enter(i);
         self.trace(|| format!("node {id} switched to epoch {} after block {last_seq}", epoch + 1));
+    }
+
+    /// Starts node `i`'s replica for the epoch it just entered (and tells
+    /// its adversary the new keys and members).
+    fn enter(&mut self, i: usize) {
+        self.start(i);
+        let node = &self.nodes[i];
+        let base = Certificate { seq: node.epoch_base, header_hash: node.base_hash, signatures: vec![] };
+        let (epoch, members) = (node.epoch, node.config.ids());
+        let macs = self.macs(i);
+        let crypto = self.signer(i);
+        if let Some(a) = &mut self.nodes[i].adversary {
+            a.enter_epoch(epoch, members, macs, crypto, base);
+        }
+    }
+
+    /// The first honest switch into `epoch` records how it starts; every
+    /// later one must match it. Counts the reconfiguration applied, and
+    /// gives a member added by it the operator's join input.
+    fn record_epoch_start(&mut self, id: ReplicaId, epoch: Epoch, start: EpochStart, previous: &SimConfig) {
+        let seed = self.sc.seed;
+        if let Some(first) = self.epoch_starts.get(&epoch) {
+            if *first != start {
+                self.report.safety.push(format!(
+                    "seed {seed}: reconfiguration: honest node {id} starts epoch {epoch} with configuration {:?}, \
+                     another with {:?}",
+                    start.config, first.config
+                ));
+            }
+            return;
+        }
+        let ids = start.config.ids();
+        let faulty = ids.iter().filter(|m| !self.honest.contains(m)).count();
+        if faulty > (ids.len().saturating_sub(1)) / 3 {
+            self.report.safety.push(format!(
+                "seed {seed}: reconfiguration: harness bug: epoch {epoch} has {faulty} faulty of {} members",
+                ids.len()
+            ));
+        }
+        if start.config != *previous {
+            self.report.reconfigs_applied += 1;
+            let before: BTreeSet<ReplicaId> = previous.ids().into_iter().collect();
+            let after: BTreeSet<ReplicaId> = start.config.ids().into_iter().collect();
+            self.report.reconfigs_added += after.difference(&before).count() as u64;
+            self.report.reconfigs_removed += before.difference(&after).count() as u64;
+            self.report.reconfigs_rotated += start
+                .config
+                .members
+                .iter()
+                .filter(|(m, v)| previous.members.iter().any(|(p, w)| p == m && w != v))
+                .count() as u64;
+            if self.admins.pending.as_ref().is_some_and(|(c, ..)| c.sequence <= start.config.sequence) {
+                self.admins.pending = None;
+            }
+            self.trace(|| format!("epoch {epoch} runs configuration {:?}", start.config));
+        }
+        for m in start.config.ids() {
+            let k = self.index(m);
+            if let Some(node) = self.nodes.get_mut(k).filter(|n| !n.joined && n.join.is_none()) {
+                node.join = Some(Join {
+                    epoch,
+                    base: start.base,
+                    base_hash: start.base_hash,
+                    config: start.config.clone(),
+                    material: start.material.clone(),
+                });
+                node.join_next_try = self.now;
+            }
+        }
+        self.epoch_starts.insert(epoch, start);
+    }
+
+    /// The admins: when a planned change is due and no update is in
+    /// flight, submit the next configuration (the latest with the change)
+    /// to a random member; resubmit it to another one until an honest
+    /// replica has it in its ledger.
+    fn reconfigure(&mut self) {
+        let now = self.now;
+        if self.admins.pending.is_none() {
+            let Some((at, change)) = self.admins.plan.first().copied() else { return };
+            if at > now {
+                return;
+            }
+            self.admins.plan.remove(0);
+            let Some(next) = self.next_config(change) else { return };
+            let envelope = make_reconfiguration(&next);
+            let Some(tx) = tx_id(&envelope) else { return };
+            self.trace(|| format!("admins submit configuration {next:?} ({change:?})"));
+            self.admins.submitted.insert(tx);
+            self.admins.pending = Some((next.clone(), envelope, tx, now));
+            // Sometimes a second admin races with a rival update of the same
+            // sequence, submitted once to a random member: whichever is
+            // ordered first is the next configuration everywhere; the
+            // other is ignored in this epoch and stale in the next.
+            if self.admins.rng.chance(RIVAL_PER_MILLE) {
+                if let Some(rival) = self.next_config(Change::Rotate(None)).filter(|r| *r != next) {
+                    let envelope = make_reconfiguration(&rival);
+                    if let Some(tx) = tx_id(&envelope) {
+                        self.trace(|| format!("admins race with configuration {rival:?}"));
+                        self.admins.submitted.insert(tx);
+                        self.admins.rivals += 1;
+                        let targets = self.latest_config().ids();
+                        let target = *self.admins.rng.pick(&targets);
+                        self.submit_as_admin(target, envelope);
+                    }
+                }
+            }
+        }
+        let Some((_, envelope, tx, next_try)) = self.admins.pending.clone() else { return };
+        if next_try > now || self.honest_nodes().any(|n| n.tx_seen.contains(&tx)) {
+            return;
+        }
+        if let Some(p) = self.admins.pending.as_mut() {
+            p.3 = now + ADMIN_RETRY_TICKS;
+        }
+        let targets = self.latest_config().ids();
+        let target = *self.admins.rng.pick(&targets);
+        self.submit_as_admin(target, envelope);
+    }
+
+    fn submit_as_admin(&mut self, target: ReplicaId, envelope: Vec<u8>) {
+        let i = self.index(target);
+        let taken = match &mut self.nodes[i].adversary {
+            Some(a) => a.request(&envelope, self.now),
+            None => true,
+        };
+        if taken {
+            self.step(i, Input::Request(envelope));
+        }
+    }
+
+    /// The latest configuration with `change` made (a change that cannot be
+    /// made falls back to another kind: the spare joins only once, removal
+    /// keeps at least MEMBERS_MIN members and at most f faulty ones).
+    fn next_config(&mut self, change: Change) -> Option<SimConfig> {
+        let latest = self.latest_config();
+        let mut next = SimConfig { sequence: latest.sequence + 1, members: latest.members.clone() };
+        let faulty = |ids: &[ReplicaId]| ids.iter().filter(|m| !self.honest.contains(m)).count();
+        let removable: Vec<ReplicaId> = latest
+            .ids()
+            .into_iter()
+            .filter(|m| Some(*m) != self.spare)
+            .filter(|m| {
+                let rest: Vec<ReplicaId> = latest.ids().into_iter().filter(|r| r != m).collect();
+                rest.len() >= MEMBERS_MIN && faulty(&rest) <= (rest.len() - 1) / 3
+            })
+            .collect();
+        let spare = self.spare.filter(|s| !latest.contains(*s) && !self.nodes[self.index(*s)].retired);
+        let change = match change {
+            Change::Remove(Some(m)) if !removable.contains(&m) => Change::Remove(None),
+            c => c,
+        };
+        let change = match change {
+            Change::Remove(_) if removable.is_empty() => spare.map_or(Change::Rotate(None), |_| Change::AddSpare),
+            Change::AddSpare if spare.is_none() => Change::Rotate(None),
+            Change::Rotate(Some(m)) if !latest.contains(m) => Change::Rotate(None),
+            c => c,
+        };
+        match change {
+            Change::Rotate(who) => {
+                let k = match who {
+                    Some(m) => next.members.iter().position(|(id, _)| *id == m)?,
+                    None => self.admins.rng.range(0, next.members.len() as u64 - 1) as usize,
+                };
+                next.members[k].1 += 1;
+            }
+            Change::AddSpare => next.members.push((spare?, 0)),
+            Change::Remove(who) => {
+                let gone = match who {
+                    Some(m) => m,
+                    None => *self.admins.rng.pick(&removable),
+                };
+                next.members.retain(|(m, _)| *m != gone);
+            }
+        }
+        Some(next)
+    }
+
+    /// The operator's join of a replica added by a reconfiguration: copy
+    /// its history up to the epoch's base from a random other node (honest
+    /// or not), only after checking its hash chain back from the base hash
+    /// the operator gave; on a mismatch refuse it and try again later.
+    /// Then its replica starts in the epoch it joins (later blocks come by
+    /// state transfer).
+    fn join_new_members(&mut self) {
+        for i in 0..self.nodes.len() {
+            let Some(join) = self.nodes[i].join.clone() else { continue };
+            if self.nodes[i].join_next_try > self.now {
+                continue;
+            }
+            self.nodes[i].join_next_try = self.now + JOIN_RETRY_TICKS;
+            let servers: Vec<usize> = (0..self.nodes.len())
+                .filter(|j| *j != i && self.nodes[*j].ledger.len() as Seq >= join.base)
+                .filter(|j| (1..=join.base).all(|s| self.nodes[*j].certs.contains_key(&s)))
+                .collect();
+            if servers.is_empty() {
+                continue;
+            }
+            let j = *self.admins.rng.pick(&servers);
+            let Some(mut history) = self.nodes[j].ledger.get(..join.base as usize).map(<[Block]>::to_vec) else {
+                continue;
+            };
+            // A Byzantine server may serve a forged history.
+            if self.nodes[j].adversary.is_some() && self.admins.rng.chance(500) && !history.is_empty() {
+                let k = self.admins.rng.range(0, history.len() as u64 - 1) as usize;
+                history[k].envelopes.push(make_envelope(99, self.now, 0));
+            }
+            if !Self::chain_ends_at(&history, self.genesis_hash, join.base_hash) {
+                self.report.joins_refused += 1;
+                let server = self.nodes[j].id;
+                self.trace(|| format!("node {} refused the history node {server} served", self.nodes[i].id));
+                continue;
+            }
+            let certs: BTreeMap<Seq, Certificate> =
+                self.nodes[j].certs.range(1..=join.base).map(|(s, c)| (*s, c.clone())).collect();
+            for block in history {
+                self.check_commit(i, &block);
+                let node = &mut self.nodes[i];
+                node.tx_seen.extend(block.envelopes.iter().filter_map(|e| tx_id(e)));
+                node.ledger.push(block);
+            }
+            let node = &mut self.nodes[i];
+            node.certs = certs;
+            node.epoch = join.epoch;
+            node.epoch_base = join.base;
+            node.base_hash = join.base_hash;
+            node.config = join.config;
+            node.material = join.material;
+            node.joined = true;
+            node.join = None;
+            self.report.joins += 1;
+            let id = node.id;
+            self.enter(i);
+            self.trace(|| format!("node {id} joined epoch {} after block {}", join.epoch, join.base));
+        }
+    }
+
+    /// Whether `history` is blocks 1..=n, each linked to the one before
+    /// (the first to genesis), each header hash right, the last one `tip`.
+    fn chain_ends_at(history: &[Block], genesis: Digest, tip: Digest) -> bool {
+        let mut previous = genesis;
+        for (k, b) in history.iter().enumerate() {
+            let data = channels::block::data_hash(&b.envelopes);
+            if b.number != k as Seq + 1
+                || b.previous_hash != previous
+                || channels::block::header_hash(b.number, &b.previous_hash, &data) != b.header_hash
+            {
+                return false;
+            }
+            previous = b.header_hash;
+        }
+        previous == tip
     }
 
     fn send_from(&mut self, i: usize, to: &[ReplicaId], frame: &[u8]) {
@@ -1015,13 +1540,16 @@ impl Cluster {
         let n = self.members.len();
         let f = (n - 1) / 3;
         let quorum = (n + f + 2) / 2;
+        let version_max =
+            self.epoch_starts.values().flat_map(|s| s.config.members.iter().map(|(_, v)| *v)).max().unwrap_or(0);
+        let ids = self.ids();
         let logs: Vec<(ReplicaId, &[crate::audit::Record])> =
             self.nodes.iter().map(|n| (n.id, n.audit.records.as_slice())).collect();
         let certs: Vec<Certificate> =
             self.nodes.iter().filter(|n| self.honest.contains(&n.id)).flat_map(|n| n.certs.values().cloned()).collect();
         let fig = super::audit::check(
             CHANNEL,
-            &self.members,
+            &ids,
             quorum,
             &self.keyring,
             &logs,
@@ -1030,6 +1558,7 @@ impl Cluster {
             &self.canon,
             &self.delivered,
             &self.honest,
+            version_max,
         );
         for m in fig.misses.iter().filter(|m| !m.contains("not found")) {
             self.report.safety.push(format!("seed {}: audit: {m}", self.sc.seed));
@@ -1097,6 +1626,18 @@ impl Cluster {
                     }
                     committed.push(self.submitted[&id]);
                 }
+                // A reconfiguration the admins made (only they can).
+                _ if parse_reconfiguration(e).is_some()
+                    && tx_id(e).is_some_and(|t| self.admins.submitted.contains(&t)) =>
+                {
+                    let id = tx_id(e).unwrap_or([0; 32]);
+                    if node.tx_seen.contains(&id) || !ids.insert(id) {
+                        problems.push(format!(
+                            "integrity: reconfiguration twice on node {} (block {})",
+                            node.id, block.number
+                        ));
+                    }
+                }
                 // A consenter's own key announcement (validated: only that
                 // consenter could make it).
                 Ok(id) if SimValidator.announcement(e).is_some() => {
@@ -1128,12 +1669,15 @@ impl Cluster {
     fn check_certificate(&mut self, i: usize, cert: &Certificate) {
         let node = &self.nodes[i];
         let block = node.ledger.get((cert.seq as usize).wrapping_sub(1));
-        let verifier = self.keyring.signer(node.id);
+        // The quorum and signers of the node's epoch, each under the
+        // identity-key version its configuration gives.
+        let verifier = self.keyring.signer_in(node.id, &node.config.versions());
         let bytes = channels::block::certificate_signing_bytes(CHANNEL, node.epoch, cert.seq, &cert.header_hash);
         let signers: BTreeSet<ReplicaId> = cert.signatures.iter().map(|(s, _)| *s).collect();
-        let quorum = crate::consensus::quorum::quorum(self.members.len());
+        let quorum = crate::consensus::quorum::quorum(node.config.members.len());
         let valid = block.is_some_and(|b| b.header_hash == cert.header_hash)
             && signers.len() == cert.signatures.len()
+            && signers.iter().all(|s| node.config.contains(*s))
             && signers.len() >= quorum
             && cert.signatures.iter().all(|(s, sig)| verifier.verify(*s, &bytes, sig));
         if !valid {
@@ -1191,6 +1735,7 @@ mod tests {
             record_points: false,
             trace: false,
             rotate_every: Some(0),
+            reconfigure: Some(false),
             #[cfg(feature = "mutants")]
             mutant: None,
         }
@@ -1222,5 +1767,111 @@ mod tests {
         deliver_heartbeat(&mut c, EPOCH);
         assert_eq!(c.report.must_drop_accepted, 1, "{:?}", c.report.safety);
         assert!(c.report.safety.iter().any(|v| v.contains("must drop")));
+    }
+
+    /// A calm n=4 cluster (a request every few ticks) whose admins make the
+    /// changes of `plan`.
+    fn reconfiguring(seed: u64, plan: Vec<(u64, Change)>) -> Cluster {
+        let mut c = Cluster::new(Scenario { requests: 60, reconfigure: Some(true), ..calm(seed) });
+        c.admins.plan = plan;
+        c
+    }
+
+    fn assert_clean(c: &Cluster) {
+        let r = &c.report;
+        assert!(r.safety.is_empty() && r.liveness.is_empty(), "{:?} {:?}", r.safety, r.liveness);
+    }
+
+    #[test]
+    fn a_calm_cluster_adds_the_spare_then_removes_member_1_and_orders_every_request() {
+        let mut c = reconfiguring(7, vec![(100, Change::AddSpare), (350, Change::Remove(Some(1)))]);
+        c.drive();
+        assert_clean(&c);
+        let r = &c.report;
+        assert_eq!((r.reconfigs_applied, r.reconfigs_added, r.reconfigs_removed, r.joins), (2, 1, 1, 1));
+        assert_eq!(c.latest_config().ids(), vec![2, 3, 4, 5]);
+        let removed = &c.nodes[0];
+        assert!(removed.retired && removed.replica.is_none(), "member 1 stopped");
+        let hashes = |n: &Node| n.ledger.iter().map(|b| b.header_hash).collect::<Vec<_>>();
+        let spare = &c.nodes[4];
+        assert!(spare.joined && spare.replica.is_some());
+        for n in &c.nodes[1..] {
+            assert_eq!(hashes(n), hashes(spare), "members agree");
+            assert!(c.requests.iter().all(|q| n.tx_seen.contains(&q.tx_id)), "every request ordered on {}", n.id);
+        }
+        let left = hashes(removed);
+        assert!(left.len() < spare.ledger.len() && hashes(spare).starts_with(&left), "the removed ledger is a prefix");
+    }
+
+    #[test]
+    fn a_rotated_identity_signs_with_its_new_key_and_its_old_key_no_longer_verifies() {
+        let mut c = reconfiguring(8, vec![(100, Change::Rotate(Some(2)))]);
+        c.drive();
+        assert_clean(&c);
+        assert_eq!(c.report.reconfigs_rotated, 1);
+        let node = &c.nodes[0];
+        assert!(node.config.members.contains(&(2, 1)), "{:?}", node.config);
+        let (seq, cert) = node.certs.iter().next_back().map(|(s, c)| (*s, c.clone())).unwrap();
+        assert!(seq > node.epoch_base, "a block certified after the switch");
+        let bytes = channels::block::certificate_signing_bytes(CHANNEL, node.epoch, seq, &cert.header_hash);
+        let old = c.keyring.signer_in(2, &SimConfig::first(&c.members).versions()).sign(&bytes);
+        let new = c.keyring.signer_in(2, &node.config.versions()).sign(&bytes);
+        let verifier = c.signer(0);
+        assert!(verifier.verify(2, &bytes, &new) && !verifier.verify(2, &bytes, &old));
+        if let Some((_, share)) = cert.signatures.iter().find(|(s, _)| *s == 2) {
+            assert_eq!(*share, new, "2 signed with its new key");
+        }
+        // A certificate carrying 2's old-key share is refused.
+        let mut forged = cert.clone();
+        forged.signatures.retain(|(s, _)| *s != 2);
+        forged.signatures.push((2, old));
+        c.check_certificate(0, &forged);
+        assert_eq!(c.report.safety.len(), 1, "{:?}", c.report.safety);
+    }
+
+    #[test]
+    fn a_replica_restarted_right_after_executing_the_reconfiguration_still_switches_at_the_same_block() {
+        for (seed, crashed) in [(9, 3), (10, 2), (11, 1)] {
+            let mut c = reconfiguring(seed, vec![(100, Change::Rotate(Some(4)))]);
+            c.crash_after_reconfiguration = Some(crashed);
+            c.drive();
+            assert!(c.crashed_after_reconfiguration, "seed {seed}: node {crashed} never executed it");
+            assert_clean(&c);
+            assert_eq!(c.report.reconfigs_rotated, 1);
+            let epochs: BTreeSet<(Epoch, Seq)> = c.nodes.iter().take(4).map(|n| (n.epoch, n.epoch_base)).collect();
+            assert_eq!(epochs.len(), 1, "seed {seed}: {epochs:?}");
+            assert_eq!(c.nodes[crashed as usize - 1].config, c.latest_config());
+        }
+    }
+
+    #[test]
+    fn an_honest_replica_switching_into_another_configuration_is_a_violation() {
+        // Negative control of the same-configuration check.
+        let mut c = reconfiguring(1, vec![]);
+        let first = SimConfig::first(&c.members);
+        let start = |config: SimConfig| EpochStart { base: 8, base_hash: [1; 32], config, material: BTreeMap::new() };
+        let next = SimConfig { sequence: 1, members: vec![(1, 1), (2, 0), (3, 0), (4, 0)] };
+        c.record_epoch_start(1, EPOCH + 1, start(next.clone()), &first);
+        assert!(c.report.safety.is_empty());
+        c.record_epoch_start(2, EPOCH + 1, start(next), &first);
+        assert!(c.report.safety.is_empty());
+        c.record_epoch_start(3, EPOCH + 1, start(first.clone()), &first);
+        assert!(c.report.safety.iter().any(|v| v.contains("reconfiguration")), "{:?}", c.report.safety);
+    }
+
+    #[test]
+    fn a_forged_history_is_refused_by_the_joining_replica() {
+        let history: Vec<Block> = {
+            let mut c = reconfiguring(7, vec![]);
+            c.drive();
+            c.nodes[0].ledger.clone()
+        };
+        let tip = history.last().unwrap().header_hash;
+        let genesis: Digest = Sha256::digest("genesis-7").into();
+        assert!(Cluster::chain_ends_at(&history, genesis, tip));
+        let mut forged = history.clone();
+        forged[2].envelopes.push(make_envelope(99, 0, 0));
+        assert!(!Cluster::chain_ends_at(&forged, genesis, tip));
+        assert!(!Cluster::chain_ends_at(&history[..history.len() - 1], genesis, tip), "a short history");
     }
 }

@@ -14,26 +14,51 @@ use sha2::{Digest as _, Sha256};
 use crate::consensus::auth::hmac_sha256;
 use crate::consensus::{Announcement, Crypto, Epoch, MacKeys, ReplicaId, TxId, Validator};
 
-/// All consenters' secrets of one simulated cluster.
+/// All consenters' secrets of one simulated cluster: one per (replica,
+/// identity-key version), derived from the seed. A reconfiguration that
+/// rotates a consenter's identity moves it to the next version.
 pub struct Keyring {
-    secrets: BTreeMap<ReplicaId, [u8; 32]>,
+    /// Every replica of the run, members of the first configuration first.
+    ids: Vec<ReplicaId>,
+    /// The first configuration's members (the initial MAC keys pair them).
+    members: Vec<ReplicaId>,
     seed: u64,
 }
 
+/// The identity-key versions a verifier knows (by its configuration).
+pub type Versions = BTreeMap<ReplicaId, u32>;
+
 impl Keyring {
     pub fn new(members: &[ReplicaId], seed: u64) -> Arc<Self> {
-        let secrets = members
-            .iter()
-            .map(|m| (*m, hmac_sha256(&seed.to_be_bytes(), format!("replica-secret-{m}").as_bytes())))
-            .collect();
-        Arc::new(Self { secrets, seed })
+        Self::with_spares(members, &[], seed)
     }
 
-    /// The pairwise MAC keys of `me` (same value on both sides of a pair).
+    /// A keyring that also holds replicas outside the first configuration
+    /// (a spare a reconfiguration may add later).
+    pub fn with_spares(members: &[ReplicaId], spares: &[ReplicaId], seed: u64) -> Arc<Self> {
+        let ids = members.iter().chain(spares).copied().collect();
+        Arc::new(Self { ids, members: members.to_vec(), seed })
+    }
+
+    /// The secret of `id`'s identity key at `version` (none for a replica
+    /// this keyring does not hold).
+    fn secret(&self, id: ReplicaId, version: u32) -> Option<[u8; 32]> {
+        if !self.ids.contains(&id) {
+            return None;
+        }
+        let label = match version {
+            0 => format!("replica-secret-{id}"),
+            v => format!("replica-secret-{id}-v{v}"),
+        };
+        Some(hmac_sha256(&self.seed.to_be_bytes(), label.as_bytes()))
+    }
+
+    /// The pairwise MAC keys of `me` (same value on both sides of a pair)
+    /// among the first configuration's members.
     pub fn mac_keys(&self, me: ReplicaId) -> MacKeys {
         let keys = self
-            .secrets
-            .keys()
+            .members
+            .iter()
             .map(|peer| {
                 let (a, b) = (me.min(*peer), me.max(*peer));
                 let label = format!("mac-{a}-{b}");
@@ -43,13 +68,14 @@ impl Keyring {
         MacKeys::new(keys)
     }
 
-    /// The pairwise MAC keys of `me` in a later epoch, from the key
-    /// material each consenter uses in it (what its announcement carried,
-    /// or what it used before): both sides of a pair derive the same key
-    /// only if they agree on both consenters' material and the epoch.
+    /// The pairwise MAC keys of `me` in a later epoch, with every consenter
+    /// of that epoch (the keys of `material`), from the key material each
+    /// uses in it (what its announcement carried, what it used before, or
+    /// a new member's initial material): both sides of a pair derive the
+    /// same key only if they agree on both consenters' material and the
+    /// epoch.
     pub fn epoch_mac_keys(&self, me: ReplicaId, epoch: Epoch, material: &BTreeMap<ReplicaId, [u8; 32]>) -> MacKeys {
-        let keys = self
-            .secrets
+        let keys = material
             .keys()
             .map(|peer| {
                 let (a, b) = (me.min(*peer), me.max(*peer));
@@ -63,26 +89,53 @@ impl Keyring {
         MacKeys::new(keys)
     }
 
+    /// The signer of `me` under the first configuration: every replica of
+    /// the keyring at identity-key version 0.
     pub fn signer(self: &Arc<Self>, me: ReplicaId) -> SimCrypto {
-        SimCrypto { me, keys: Arc::clone(self) }
+        let versions = self.ids.iter().map(|id| (*id, 0)).collect();
+        self.signer_in(me, &versions)
+    }
+
+    /// The signer of `me` under a configuration giving each consenter an
+    /// identity-key version: it signs with its own version and verifies
+    /// only the consenters listed, each with its listed version.
+    pub fn signer_in(self: &Arc<Self>, me: ReplicaId, versions: &Versions) -> SimCrypto {
+        SimCrypto {
+            me,
+            version: versions.get(&me).copied().unwrap_or(0),
+            versions: versions.clone(),
+            keys: Arc::clone(self),
+        }
+    }
+
+    /// Whether `signature` is `signer`'s over `message` under any of its
+    /// identity keys up to `version_max` (an offline verifier over several
+    /// epochs: each log line was signed with the key of its time).
+    pub fn verify_any_version(&self, signer: ReplicaId, message: &[u8], signature: &[u8], version_max: u32) -> bool {
+        (0..=version_max)
+            .filter_map(|v| self.secret(signer, v))
+            .any(|secret| hmac_sha256(&secret, message).as_slice() == signature)
     }
 }
 
-/// One consenter's signer, able to verify everyone's signatures.
+/// One consenter's signer, able to verify the signatures of the consenters
+/// of its configuration, each under the identity-key version it gives.
 pub struct SimCrypto {
     me: ReplicaId,
+    version: u32,
+    versions: Versions,
     keys: Arc<Keyring>,
 }
 
 impl Crypto for SimCrypto {
     fn sign(&self, message: &[u8]) -> Vec<u8> {
-        let secret = self.keys.secrets.get(&self.me).copied().unwrap_or([0; 32]);
+        let secret = self.keys.secret(self.me, self.version).unwrap_or([0; 32]);
         hmac_sha256(&secret, message).to_vec()
     }
 
     fn verify(&self, signer: ReplicaId, message: &[u8], signature: &[u8]) -> bool {
-        match self.keys.secrets.get(&signer) {
-            Some(secret) => hmac_sha256(secret, message).as_slice() == signature,
+        match self.versions.get(&signer).and_then(|v| self.keys.secret(signer, *v)) {
+            Some(secret) => hmac_sha256(&secret, message).as_slice() == signature,
             None => false,
         }
     }
@@ -154,6 +207,27 @@ const RECONFIGURATION_MEMBERS_MAX: usize = 64;
 pub struct SimConfig {
     pub sequence: u64,
     pub members: Vec<(ReplicaId, u32)>,
+}
+
+impl SimConfig {
+    /// The first configuration: `members`, every identity at version 0.
+    pub fn first(members: &[ReplicaId]) -> Self {
+        Self { sequence: 0, members: members.iter().map(|m| (*m, 0)).collect() }
+    }
+
+    /// The consenters, in the order listed.
+    pub fn ids(&self) -> Vec<ReplicaId> {
+        self.members.iter().map(|(id, _)| *id).collect()
+    }
+
+    pub fn contains(&self, id: ReplicaId) -> bool {
+        self.members.iter().any(|(m, _)| *m == id)
+    }
+
+    /// Each consenter's identity-key version.
+    pub fn versions(&self) -> Versions {
+        self.members.iter().copied().collect()
+    }
 }
 
 /// A reconfiguration (the simulator's config update) to `config`: prefix,
@@ -326,5 +400,22 @@ mod tests {
         assert!(ring.signer(1).verify(0, b"m", &sig));
         assert!(!ring.signer(1).verify(1, b"m", &sig));
         assert_eq!(ring.mac_keys(0).mac(1, b"x"), ring.mac_keys(1).mac(0, b"x"));
+    }
+
+    #[test]
+    fn a_rotated_identity_verifies_only_under_its_new_version() {
+        let ring = Keyring::with_spares(&[1, 2], &[3], 1);
+        let before: Versions = [(1, 0), (2, 0)].into_iter().collect();
+        let after: Versions = [(1, 0), (2, 1)].into_iter().collect();
+        let old = ring.signer_in(2, &before).sign(b"m");
+        let new = ring.signer_in(2, &after).sign(b"m");
+        assert_ne!(old, new);
+        assert!(ring.signer_in(1, &before).verify(2, b"m", &old));
+        assert!(!ring.signer_in(1, &before).verify(2, b"m", &new), "the new key did not verify before");
+        assert!(ring.signer_in(1, &after).verify(2, b"m", &new));
+        assert!(!ring.signer_in(1, &after).verify(2, b"m", &old), "the old key no longer verifies");
+        let spare = ring.signer_in(3, &before).sign(b"m");
+        assert!(!ring.signer_in(1, &before).verify(3, b"m", &spare), "not a member of the configuration");
+        assert!(ring.verify_any_version(2, b"m", &old, 1) && ring.verify_any_version(2, b"m", &new, 1));
     }
 }

@@ -63,6 +63,18 @@ pub struct Summary {
     pub rotating: u64,
     pub epoch_switches: u64,
     pub wrong_epoch_delivered: u64,
+    /// Runs whose admins reconfigured the channel, the reconfigurations
+    /// applied (members added, removed, identities rotated), and the joins
+    /// of added replicas (histories refused for a broken hash chain).
+    pub reconfiguring: u64,
+    pub reconfigs_applied: u64,
+    pub reconfigs_added: u64,
+    pub reconfigs_removed: u64,
+    pub reconfigs_rotated: u64,
+    pub joins: u64,
+    pub joins_refused: u64,
+    pub reconfig_rivals: u64,
+    pub reconfigs_ignored: u64,
     /// Crash sweep: steps chosen, and runs crashing after each output.
     pub crash_steps: u64,
     pub crash_runs: u64,
@@ -94,6 +106,15 @@ impl Summary {
             self.rotating += u64::from(r.rotating);
             self.epoch_switches += r.epoch_switches;
             self.wrong_epoch_delivered += r.wrong_epoch_delivered;
+            self.reconfiguring += u64::from(r.reconfiguring);
+            self.reconfigs_applied += r.reconfigs_applied;
+            self.reconfigs_added += r.reconfigs_added;
+            self.reconfigs_removed += r.reconfigs_removed;
+            self.reconfigs_rotated += r.reconfigs_rotated;
+            self.joins += r.joins;
+            self.joins_refused += r.joins_refused;
+            self.reconfig_rivals += r.reconfig_rivals;
+            self.reconfigs_ignored += r.reconfigs_ignored;
             if crash_at.is_some() {
                 self.crash_runs += 1;
             }
@@ -199,6 +220,7 @@ mod tests {
             record_points: false,
             trace: false,
             rotate_every: None,
+            reconfigure: None,
             #[cfg(feature = "mutants")]
             mutant: None,
         }
