@@ -90,33 +90,96 @@ fn client_verifier(client_roots_pem: &[String], crls_pem: &[String]) -> Result<A
         .map_err(|e| PkiError::Tls(format!("client verifier: {e}")))
 }
 
-/// A client-certificate verifier whose trust anchors can be replaced while
-/// the listeners that use it run: a channel joined, or reconfigured, later
+/// A verifier whose trust anchors can be replaced while the listeners and
+/// connections that use it run: a channel joined, or reconfigured, later
 /// brings organisations whose TLS roots must be trusted from then on.
 #[derive(Debug)]
-pub struct ReloadableClientVerifier {
-    inner: RwLock<Arc<dyn ClientCertVerifier>>,
+pub struct Reloadable<V: ?Sized> {
+    inner: RwLock<Arc<V>>,
 }
 
-impl ReloadableClientVerifier {
-    /// Trusting `client_roots_pem`, with end-entity CRLs `crls_pem`.
-    pub fn new(client_roots_pem: &[String], crls_pem: &[String]) -> Result<Arc<Self>, PkiError> {
-        Ok(Arc::new(Self { inner: RwLock::new(client_verifier(client_roots_pem, crls_pem)?) }))
+impl<V: ?Sized> Reloadable<V> {
+    fn with(verifier: Arc<V>) -> Arc<Self> {
+        Arc::new(Self { inner: RwLock::new(verifier) })
     }
 
-    /// Replaces the trust anchors; handshakes from now on use them.
-    pub fn reload(&self, client_roots_pem: &[String], crls_pem: &[String]) -> Result<(), PkiError> {
-        let verifier = client_verifier(client_roots_pem, crls_pem)?;
+    fn replace(&self, verifier: Arc<V>) {
         *self.inner.write().unwrap_or_else(|p| p.into_inner()) = verifier;
-        Ok(())
     }
 
-    fn current(&self) -> Arc<dyn ClientCertVerifier> {
+    fn current(&self) -> Arc<V> {
         self.inner.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
-impl ClientCertVerifier for ReloadableClientVerifier {
+/// Client certificates checked against trust anchors that can be replaced.
+pub type ReloadableClientVerifier = Reloadable<dyn ClientCertVerifier>;
+/// Server certificates checked against trust anchors that can be replaced.
+pub type ReloadableServerVerifier = Reloadable<dyn ServerCertVerifier>;
+
+impl Reloadable<dyn ClientCertVerifier> {
+    /// Trusting `client_roots_pem`, with end-entity CRLs `crls_pem`.
+    pub fn new(client_roots_pem: &[String], crls_pem: &[String]) -> Result<Arc<Self>, PkiError> {
+        Ok(Self::with(client_verifier(client_roots_pem, crls_pem)?))
+    }
+
+    /// Replaces the trust anchors; handshakes from now on use them.
+    pub fn reload(&self, client_roots_pem: &[String], crls_pem: &[String]) -> Result<(), PkiError> {
+        self.replace(client_verifier(client_roots_pem, crls_pem)?);
+        Ok(())
+    }
+}
+
+impl Reloadable<dyn ServerCertVerifier> {
+    /// Trusting servers that chain to `server_roots_pem`.
+    pub fn new(server_roots_pem: &[String]) -> Result<Arc<Self>, PkiError> {
+        Ok(Self::with(server_verifier(server_roots_pem)?))
+    }
+
+    /// Replaces the trust anchors; handshakes from now on use them.
+    pub fn reload(&self, server_roots_pem: &[String]) -> Result<(), PkiError> {
+        self.replace(server_verifier(server_roots_pem)?);
+        Ok(())
+    }
+}
+
+fn server_verifier(server_roots_pem: &[String]) -> Result<Arc<dyn ServerCertVerifier>, PkiError> {
+    let roots = root_store(server_roots_pem, "server CA root")?;
+    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| PkiError::Tls(format!("server verifier: {e}")))?;
+    Ok(verifier)
+}
+
+/// The handshake-signature checks both verifier traits share, delegated to
+/// the current verifier.
+macro_rules! delegate_handshake_signatures {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.current().verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.current().verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.current().supported_verify_schemes()
+        }
+    };
+}
+
+impl ClientCertVerifier for Reloadable<dyn ClientCertVerifier> {
     /// No CA names are sent (they change; clients send their certificate
     /// without them).
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
@@ -132,63 +195,10 @@ impl ClientCertVerifier for ReloadableClientVerifier {
         self.current().verify_client_cert(end_entity, intermediates, now)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current().verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current().verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.current().supported_verify_schemes()
-    }
+    delegate_handshake_signatures!();
 }
 
-/// A server-certificate verifier whose trust anchors can be replaced while
-/// the connections that use it are made (see [`ReloadableClientVerifier`]).
-#[derive(Debug)]
-pub struct ReloadableServerVerifier {
-    inner: RwLock<Arc<dyn ServerCertVerifier>>,
-}
-
-fn server_verifier(server_roots_pem: &[String]) -> Result<Arc<dyn ServerCertVerifier>, PkiError> {
-    let roots = root_store(server_roots_pem, "server CA root")?;
-    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-        .build()
-        .map_err(|e| PkiError::Tls(format!("server verifier: {e}")))?;
-    Ok(verifier)
-}
-
-impl ReloadableServerVerifier {
-    /// Trusting servers that chain to `server_roots_pem`.
-    pub fn new(server_roots_pem: &[String]) -> Result<Arc<Self>, PkiError> {
-        Ok(Arc::new(Self { inner: RwLock::new(server_verifier(server_roots_pem)?) }))
-    }
-
-    /// Replaces the trust anchors; handshakes from now on use them.
-    pub fn reload(&self, server_roots_pem: &[String]) -> Result<(), PkiError> {
-        let verifier = server_verifier(server_roots_pem)?;
-        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = verifier;
-        Ok(())
-    }
-
-    fn current(&self) -> Arc<dyn ServerCertVerifier> {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
-impl ServerCertVerifier for ReloadableServerVerifier {
+impl ServerCertVerifier for Reloadable<dyn ServerCertVerifier> {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -200,27 +210,7 @@ impl ServerCertVerifier for ReloadableServerVerifier {
         self.current().verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current().verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current().verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.current().supported_verify_schemes()
-    }
+    delegate_handshake_signatures!();
 }
 
 /// A client config presenting `id` whose server certificates `verifier`

@@ -10,70 +10,19 @@
 mod support;
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ca_tools::Msp;
 use channels::announcement::AnnouncementVerifier;
 use orderer::node::client::HttpsClient;
 use orderer::node::dev::{ports, ChannelTuning};
 use orderer::storage::Store;
 use prost::Message;
-use support::{client_config, clients, network_tuned, wait_until, Cluster, CHANNEL};
+use support::{client_config, network_tuned, start_load, stop_load, wait_until, Cluster, CHANNEL};
 
 /// Clients submitting at once.
 const LOADERS: usize = 6;
-
-/// Starts [`LOADERS`] clients, each over its own connections to every node.
-async fn start_load(
-    opts: &orderer::node::dev::DevOptions,
-    stop: &Arc<AtomicBool>,
-    tag: &str,
-) -> Vec<tokio::task::JoinHandle<Vec<Vec<u8>>>> {
-    let mut loaders = Vec::new();
-    for l in 0..LOADERS {
-        let (msp, conns) = clients(opts, &[0, 1, 2, 3]).await;
-        loaders.push(tokio::spawn(load(msp, conns, stop.clone(), format!("{tag}{l}"))));
-    }
-    loaders
-}
-
-async fn stop_load(stop: &AtomicBool, loaders: Vec<tokio::task::JoinHandle<Vec<Vec<u8>>>>) -> Vec<Vec<u8>> {
-    stop.store(true, Ordering::Relaxed);
-    let mut acked = Vec::new();
-    for l in loaders {
-        acked.extend(l.await.unwrap());
-    }
-    acked
-}
-
-/// Submits envelopes round-robin with `wait=commit` until `stop`; returns
-/// the acknowledged ones (HTTP 200: committed in a block). Refusals (503
-/// during a switch, a full pool) and 202s are followed by a new envelope
-/// after a pause: only acknowledgements are held to account.
-async fn load(msp: Msp, mut conns: Vec<HttpsClient>, stop: Arc<AtomicBool>, tag: String) -> Vec<Vec<u8>> {
-    let path = format!("/v1/channels/{CHANNEL}/envelopes?wait=commit");
-    let mut acked = Vec::new();
-    let mut k = 0usize;
-    while !stop.load(Ordering::Relaxed) && acked.len() < 100_000 {
-        let env = channels::envelope::build_envelope_now(
-            CHANNEL,
-            &msp,
-            format!("{tag} tx {k}").as_bytes(),
-            channels::proto::common::HeaderType::EndorserTransaction,
-        )
-        .unwrap()
-        .encode_to_vec();
-        let n = k % conns.len();
-        k += 1;
-        match conns[n].request("POST", &path, &env).await {
-            Ok(r) if r.status == 200 => acked.push(env),
-            Ok(_) | Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-    acked
-}
 
 fn metric(cluster: &Cluster, i: usize, name: &str) -> u64 {
     cluster.metric(i, name).unwrap_or(0)
@@ -138,7 +87,7 @@ async fn keys_rotate_every_20_blocks_under_load_with_a_restart_and_no_lost_envel
     cluster.start_all();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let loaders = start_load(&opts, &stop, "a").await;
+    let loaders = start_load(&opts, &stop, "a", LOADERS).await;
 
     wait_until("two epoch switches on every node", 240, || epochs_of_all(&cluster).iter().all(|e| *e >= 3));
     println!("epochs after two switches: {:?}", epochs_of_all(&cluster));
@@ -197,7 +146,7 @@ async fn the_admin_endpoint_rotates_the_keys_of_a_channel_whose_policy_is_off() 
     let opts = cluster.opts.clone();
     cluster.start_all();
     let stop = Arc::new(AtomicBool::new(false));
-    let loaders = start_load(&opts, &stop, "b").await;
+    let loaders = start_load(&opts, &stop, "b", LOADERS).await;
     wait_until("some blocks", 60, || metric(&cluster, 0, "bft_ledger_height{") >= 30);
     assert_eq!(epochs_of_all(&cluster), vec![1, 1, 1, 1], "no rotation without a trigger");
 

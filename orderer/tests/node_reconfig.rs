@@ -12,7 +12,7 @@
 mod support;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,34 +27,11 @@ use orderer::node::epoch::{epoch_bases, epoch_of_block};
 use orderer::node::follow::ConfigFollower;
 use orderer::storage::Store;
 use prost::Message;
-use support::{client_config, clients, network, network_tuned, wait_until, Cluster, CHANNEL};
+use support::{client_config, clients, network, network_tuned, start_load, stop_load, wait_until, Cluster, CHANNEL};
 
 const NODES: usize = 5;
-
-/// Submits envelopes round-robin with `wait=commit` to nodes 1-4 until
-/// `stop`; returns the acknowledged ones.
-async fn load(msp: Msp, mut conns: Vec<HttpsClient>, stop: Arc<AtomicBool>, tag: String) -> Vec<Vec<u8>> {
-    let path = format!("/v1/channels/{CHANNEL}/envelopes?wait=commit");
-    let mut acked = Vec::new();
-    let mut k = 0usize;
-    while !stop.load(Ordering::Relaxed) && acked.len() < 100_000 {
-        let env = channels::envelope::build_envelope_now(
-            CHANNEL,
-            &msp,
-            format!("{tag} tx {k}").as_bytes(),
-            channels::proto::common::HeaderType::EndorserTransaction,
-        )
-        .unwrap()
-        .encode_to_vec();
-        let n = k % conns.len();
-        k += 1;
-        match conns[n].request("POST", &path, &env).await {
-            Ok(r) if r.status == 200 => acked.push(env),
-            Ok(_) | Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-    acked
-}
+/// Clients submitting at once.
+const LOADERS: usize = 4;
 
 fn metric(cluster: &Cluster, i: usize, name: &str) -> u64 {
     cluster.metric(i, name).unwrap_or(0)
@@ -184,11 +161,7 @@ async fn an_identity_is_rotated_and_a_consenter_removed_by_config_updates_under_
 
     cluster.start_all();
     let stop = Arc::new(AtomicBool::new(false));
-    let mut loaders = Vec::new();
-    for l in 0..4 {
-        let (msp, conns) = clients(&opts, &[0, 1, 2, 3]).await;
-        loaders.push(tokio::spawn(load(msp, conns, stop.clone(), format!("r{l}"))));
-    }
+    let loaders = start_load(&opts, &stop, "r", LOADERS).await;
     wait_until("some blocks", 60, || metric(&cluster, 0, "bft_ledger_height{") >= 20);
 
     // 1. Rotate consenter 2's identity certificate.
@@ -245,11 +218,7 @@ async fn an_identity_is_rotated_and_a_consenter_removed_by_config_updates_under_
         );
     }
 
-    stop.store(true, Ordering::Relaxed);
-    let mut acked = Vec::new();
-    for l in loaders {
-        acked.extend(l.await.unwrap());
-    }
+    let acked = stop_load(&stop, loaders).await;
     wait_until("nodes 1-4 at the same height", 60, || {
         let heights: HashSet<u64> = (0..4).map(|i| metric(&cluster, i, "bft_ledger_height{")).collect();
         heights.len() == 1
@@ -328,11 +297,7 @@ async fn a_fifth_consenter_is_added_catches_up_from_the_genesis_block_and_is_rem
     }
     wait_until("nodes 1-4 ready", 60, || (0..4).all(|i| ready(&cluster, i)));
     let stop = Arc::new(AtomicBool::new(false));
-    let mut loaders = Vec::new();
-    for l in 0..4 {
-        let (msp, conns) = clients(&opts, &[0, 1, 2, 3]).await;
-        loaders.push(tokio::spawn(load(msp, conns, stop.clone(), format!("a{l}"))));
-    }
+    let loaders = start_load(&opts, &stop, "a", LOADERS).await;
     wait_until("some blocks", 60, || metric(&cluster, 0, "bft_ledger_height{") >= 20);
 
     // 1. Add consenter 5 (its certificates, endpoint and MAC public key).
@@ -371,11 +336,7 @@ async fn a_fifth_consenter_is_added_catches_up_from_the_genesis_block_and_is_rem
     let at_removal = metric(&cluster, 0, "bft_ledger_height{");
     wait_until("the four go on", 120, || metric(&cluster, 0, "bft_ledger_height{") >= at_removal + 20);
 
-    stop.store(true, Ordering::Relaxed);
-    let mut acked = Vec::new();
-    for l in loaders {
-        acked.extend(l.await.unwrap());
-    }
+    let acked = stop_load(&stop, loaders).await;
     wait_until("nodes 1-4 at the same height", 60, || {
         let heights: HashSet<u64> = (0..4).map(|i| metric(&cluster, i, "bft_ledger_height{")).collect();
         heights.len() == 1

@@ -229,10 +229,7 @@ impl Node {
     /// the block so the node rejoins after a restart.
     pub fn join(&self, genesis: PbBlock) -> Result<Arc<ChannelEntry>, NodeError> {
         let me = self.cfg.node.id;
-        let config = channels::config_from_genesis(&genesis).map_err(|e| NodeError::Channel {
-            channel: "?".into(),
-            detail: format!("not a valid genesis block: {e}"),
-        })?;
+        let config = genesis_config(&genesis)?;
         let name = config.channel_id.clone();
         if config.consenter(me).is_none() && super::epoch::latest_record(&self.store, &name).ok().flatten().is_none() {
             return Err(NodeError::Channel {
@@ -276,11 +273,7 @@ impl Node {
         let epoch = shell.epoch();
         let trust = ChannelTrust::new(&config).map_err(|e| Self::channel_err(&name, e))?;
         let orgs = config.org_trust().map_err(|e| Self::channel_err(&name, e))?;
-        let dir = channels_dir(cfg);
-        std::fs::create_dir_all(&dir).map_err(|e| Self::channel_err(&name, e))?;
-        std::fs::write(dir.join(format!("{name}.block")), genesis.encode_to_vec())
-            .map_err(|e| Self::channel_err(&name, e))?;
-        let _ = std::fs::remove_file(dir.join(format!("{name}.removed")));
+        self.keep_genesis(&name, &genesis)?;
         self.track_config(&name, genesis.clone(), config.clone())?;
         let (handle, _join) = channel::spawn_with_epochs(
             ChannelParams {
@@ -321,10 +314,7 @@ impl Node {
     /// block until a reconfiguration makes it a consenter, then joins.
     pub fn join_or_onboard(self: &Arc<Self>, genesis: PbBlock) -> Result<Joined, NodeError> {
         let me = self.cfg.node.id;
-        let config = channels::config_from_genesis(&genesis).map_err(|e| NodeError::Channel {
-            channel: "?".into(),
-            detail: format!("not a valid genesis block: {e}"),
-        })?;
+        let config = genesis_config(&genesis)?;
         let name = config.channel_id.clone();
         let known = self.store.channels()?.contains(&name);
         let has_record = known && super::epoch::latest_record(&self.store, &name).ok().flatten().is_some();
@@ -336,11 +326,7 @@ impl Node {
         if busy {
             return Err(NodeError::AlreadyJoined(name));
         }
-        let dir = channels_dir(&self.cfg);
-        std::fs::create_dir_all(&dir).map_err(|e| Self::channel_err(&name, e))?;
-        std::fs::write(dir.join(format!("{name}.block")), genesis.encode_to_vec())
-            .map_err(|e| Self::channel_err(&name, e))?;
-        let _ = std::fs::remove_file(dir.join(format!("{name}.removed")));
+        self.keep_genesis(&name, &genesis)?;
         self.store.create_channel(&name)?;
         self.track_config(&name, genesis.clone(), config.clone())?;
         let (tx, rx) = tokio::sync::mpsc::channel(ONBOARDING_QUEUE_MAX);
@@ -420,6 +406,17 @@ impl Node {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Keeps the genesis block of a joined channel in `data_dir/channels/`,
+    /// so the node rejoins (or resumes onboarding) after a restart.
+    fn keep_genesis(&self, name: &str, genesis: &PbBlock) -> Result<(), NodeError> {
+        let dir = channels_dir(&self.cfg);
+        std::fs::create_dir_all(&dir).map_err(|e| Self::channel_err(name, e))?;
+        std::fs::write(dir.join(format!("{name}.block")), genesis.encode_to_vec())
+            .map_err(|e| Self::channel_err(name, e))?;
+        let _ = std::fs::remove_file(dir.join(format!("{name}.removed")));
         Ok(())
     }
 
@@ -525,6 +522,12 @@ pub enum Joined {
     /// The node is not a consenter yet: it follows the ledger until a
     /// reconfiguration adds it, then runs the channel.
     Onboarding(String),
+}
+
+/// The configuration in a genesis block given to join a channel.
+fn genesis_config(genesis: &PbBlock) -> Result<ChannelConfig, NodeError> {
+    channels::config_from_genesis(genesis)
+        .map_err(|e| NodeError::Channel { channel: "?".into(), detail: format!("not a valid genesis block: {e}") })
 }
 
 /// This node's identities: `node.msp_dir`, then `node.next_msp_dir` if set.

@@ -4,12 +4,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ca_tools::{Msp, TlsIdentity};
 use orderer::node::client::HttpsClient;
 use orderer::node::dev::{ports, prepare, prepare_tuned, ChannelTuning, DevOptions};
+use prost::Message;
 
 pub const CHANNEL: &str = "devchannel";
 
@@ -165,4 +167,55 @@ pub fn client_config(opts: &DevOptions, tls_dir: &Path) -> Arc<rustls::ClientCon
     let tls = TlsIdentity::load(tls_dir).unwrap();
     let roots: Vec<String> = pem::parse_many(bundle(&opts.dir).as_bytes()).unwrap().iter().map(pem::encode).collect();
     Arc::new(ca_tools::client_config(&tls, &roots).unwrap())
+}
+
+/// Starts `loaders` clients, each over its own connections to nodes 1-4.
+pub async fn start_load(
+    opts: &DevOptions,
+    stop: &Arc<AtomicBool>,
+    tag: &str,
+    loaders_count: usize,
+) -> Vec<tokio::task::JoinHandle<Vec<Vec<u8>>>> {
+    let mut loaders = Vec::new();
+    for l in 0..loaders_count {
+        let (msp, conns) = clients(opts, &[0, 1, 2, 3]).await;
+        loaders.push(tokio::spawn(load(msp, conns, stop.clone(), format!("{tag}{l}"))));
+    }
+    loaders
+}
+
+pub async fn stop_load(stop: &AtomicBool, loaders: Vec<tokio::task::JoinHandle<Vec<Vec<u8>>>>) -> Vec<Vec<u8>> {
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for l in loaders {
+        acked.extend(l.await.unwrap());
+    }
+    acked
+}
+
+/// Submits envelopes round-robin with `wait=commit` until `stop`; returns
+/// the acknowledged ones (HTTP 200: committed in a block). Refusals (503
+/// during a switch, a full pool) and 202s are followed by a new envelope
+/// after a pause: only acknowledgements are held to account.
+pub async fn load(msp: Msp, mut conns: Vec<HttpsClient>, stop: Arc<AtomicBool>, tag: String) -> Vec<Vec<u8>> {
+    let path = format!("/v1/channels/{CHANNEL}/envelopes?wait=commit");
+    let mut acked = Vec::new();
+    let mut k = 0usize;
+    while !stop.load(Ordering::Relaxed) && acked.len() < 100_000 {
+        let env = channels::envelope::build_envelope_now(
+            CHANNEL,
+            &msp,
+            format!("{tag} tx {k}").as_bytes(),
+            channels::proto::common::HeaderType::EndorserTransaction,
+        )
+        .unwrap()
+        .encode_to_vec();
+        let n = k % conns.len();
+        k += 1;
+        match conns[n].request("POST", &path, &env).await {
+            Ok(r) if r.status == 200 => acked.push(env),
+            Ok(_) | Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    acked
 }
