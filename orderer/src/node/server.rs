@@ -533,7 +533,8 @@ fn genesis_config(genesis: &PbBlock) -> Result<ChannelConfig, NodeError> {
 /// This node's identities: `node.msp_dir`, then `node.next_msp_dir` if set.
 fn node_identities(cfg: &NodeConfig) -> Result<Vec<Msp>, NodeError> {
     let mut out = vec![Msp::load(Some(&cfg.node.msp_id), &cfg.node.msp_dir)?];
-    if !cfg.node.next_msp_dir.as_os_str().is_empty() {
+    // Absent until an operator provides the next identity.
+    if !cfg.node.next_msp_dir.as_os_str().is_empty() && cfg.node.next_msp_dir.exists() {
         out.push(Msp::load(Some(&cfg.node.msp_id), &cfg.node.next_msp_dir)?);
     }
     Ok(out)
