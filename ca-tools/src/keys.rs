@@ -113,26 +113,20 @@ impl PublicKey {
     /// Verify `sig` over `msg`. ECDSA: DER signature over SHA-256(msg), high-S
     /// refused (as Fabric does); Ed25519: raw 64-byte signature (strict).
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), SignatureError> {
+        self.prepare()?.verify(msg, sig)
+    }
+
+    /// The key parsed once for many verifications (an Ed25519 point is
+    /// decompressed here, not at every signature).
+    pub fn prepare(&self) -> Result<PreparedKey, SignatureError> {
         match self {
             PublicKey::EcdsaP256(point) => {
                 p256::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(|_| SignatureError::MalformedKey)?;
-                let sig = p256::ecdsa::DerSignature::try_from(sig).map_err(|_| SignatureError::MalformedSignature)?;
-                let sig =
-                    p256::ecdsa::Signature::from_der(sig.as_bytes()).map_err(|_| SignatureError::MalformedSignature)?;
-                if sig.normalize_s().is_some() {
-                    return Err(SignatureError::HighS);
-                }
-                // ring's P-256 verification is several times faster than the
-                // pure-Rust one; the parsing above keeps the precise errors.
-                ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, point)
-                    .verify(msg, sig.to_der().as_bytes())
-                    .map_err(|_| SignatureError::Invalid)
+                Ok(PreparedKey::EcdsaP256(point.clone()))
             }
-            PublicKey::Ed25519(bytes) => {
-                let key = ed25519_dalek::VerifyingKey::from_bytes(bytes).map_err(|_| SignatureError::MalformedKey)?;
-                let sig = ed25519_dalek::Signature::from_slice(sig).map_err(|_| SignatureError::MalformedSignature)?;
-                key.verify_strict(msg, &sig).map_err(|_| SignatureError::Invalid)
-            }
+            PublicKey::Ed25519(bytes) => ed25519_dalek::VerifyingKey::from_bytes(bytes)
+                .map(PreparedKey::Ed25519)
+                .map_err(|_| SignatureError::MalformedKey),
         }
     }
 
@@ -277,5 +271,40 @@ impl SigningKey {
         let pkcs8 = rustls_pki_types::PrivatePkcs8KeyDer::from(der);
         rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, self.key_type().rcgen_alg())
             .map_err(|e| PkiError::Key(format!("cannot use key for issuing: {e}")))
+    }
+}
+
+/// A public key checked and parsed once, for verifying many signatures.
+#[derive(Clone)]
+pub enum PreparedKey {
+    /// ECDSA P-256, SEC1-encoded point (checked to be on the curve).
+    EcdsaP256(Vec<u8>),
+    /// Ed25519, decompressed.
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
+
+impl PreparedKey {
+    /// As [`PublicKey::verify`]: ECDSA DER signatures over SHA-256(msg) with
+    /// high-S refused, Ed25519 raw 64-byte signatures (strict).
+    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), SignatureError> {
+        match self {
+            PreparedKey::EcdsaP256(point) => {
+                let sig = p256::ecdsa::DerSignature::try_from(sig).map_err(|_| SignatureError::MalformedSignature)?;
+                let sig =
+                    p256::ecdsa::Signature::from_der(sig.as_bytes()).map_err(|_| SignatureError::MalformedSignature)?;
+                if sig.normalize_s().is_some() {
+                    return Err(SignatureError::HighS);
+                }
+                // ring's P-256 verification is several times faster than the
+                // pure-Rust one; the parsing above keeps the precise errors.
+                ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, point)
+                    .verify(msg, sig.to_der().as_bytes())
+                    .map_err(|_| SignatureError::Invalid)
+            }
+            PreparedKey::Ed25519(key) => {
+                let sig = ed25519_dalek::Signature::from_slice(sig).map_err(|_| SignatureError::MalformedSignature)?;
+                key.verify_strict(msg, &sig).map_err(|_| SignatureError::Invalid)
+            }
+        }
     }
 }

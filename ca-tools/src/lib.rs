@@ -25,7 +25,7 @@ pub mod verify;
 pub use ca::{Authority, Ca, CaState, InitCaOptions, IssueRequest, IssuedIdentity, Validity};
 pub use certinfo::{inspect, inspect_at, CertInfo};
 pub use error::{PkiError, SignatureError, VerifyError};
-pub use keys::{KeyType, PublicKey, SigningKey};
+pub use keys::{KeyType, PreparedKey, PublicKey, SigningKey};
 pub use msp::{Msp, TlsIdentity};
 pub use network::{generate_network, NetworkConfig, NetworkSummary};
 pub use role::Role;
@@ -33,7 +33,7 @@ pub use tls::{
     client_config, client_config_with, server_config, server_config_with, ReloadableClientVerifier,
     ReloadableServerVerifier,
 };
-pub use verify::{verify_identity, verify_tls_identity, OrgTrust, VerifiedIdentity};
+pub use verify::{verify_identity, verify_tls_identity, IdentityVerifier, OrgTrust, Verified, VerifiedIdentity};
 
 /// The current time in unix seconds.
 pub fn now_unix() -> i64 {

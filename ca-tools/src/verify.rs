@@ -1,14 +1,17 @@
 //! Trust anchors of organisations and identity verification.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest as _, Sha256};
 
 use x509_parser::certificate::X509Certificate;
 
 use crate::certinfo::{self, parse_cert, rfc3339};
 use crate::error::{PkiError, VerifyError};
 use crate::files;
-use crate::keys::PublicKey;
+use crate::keys::{PreparedKey, PublicKey};
 use crate::pemutil;
 use crate::role::Role;
 
@@ -262,6 +265,24 @@ fn verify_against(
     allowed: &[Role],
     set: RootSet,
 ) -> Result<VerifiedIdentity, VerifyError> {
+    verify_with_window(cert, orgs, at_unix, allowed, set).map(|(identity, _)| identity)
+}
+
+/// The times (unix seconds, inclusive) at which both a certificate and the
+/// root that issued it are valid.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    from: i64,
+    until: i64,
+}
+
+fn verify_with_window(
+    cert: &[u8],
+    orgs: &[OrgTrust],
+    at_unix: i64,
+    allowed: &[Role],
+    set: RootSet,
+) -> Result<(VerifiedIdentity, Window), VerifyError> {
     let der = pemutil::cert_der(cert).map_err(|e| VerifyError::Malformed(e.to_string()))?;
     let x509 = parse_cert(&der)?;
     let issuer_raw = x509.issuer().as_raw();
@@ -327,5 +348,101 @@ fn verify_against(
         cert_der: der.clone(),
     };
     assert!(identity.not_after_unix >= at_unix);
-    Ok(identity)
+    let window = Window {
+        from: root.validity().not_before.timestamp().max(x509.validity().not_before.timestamp()),
+        until: root.validity().not_after.timestamp().min(identity.not_after_unix),
+    };
+    assert!(window.from <= at_unix && at_unix <= window.until);
+    Ok((identity, window))
+}
+
+/// Most certificates an [`IdentityVerifier`] remembers.
+pub const IDENTITY_CACHE_MAX: usize = 4096;
+
+/// An identity that passed verification, with its key ready for signatures.
+#[derive(Clone)]
+pub struct Verified {
+    /// Who it is.
+    pub identity: VerifiedIdentity,
+    /// Its public key, parsed once.
+    pub key: PreparedKey,
+}
+
+struct Remembered {
+    verified: Arc<Verified>,
+    window: Window,
+}
+
+#[derive(Default)]
+struct Memo {
+    by_cert: HashMap<[u8; 32], Remembered>,
+    order: VecDeque<[u8; 32]>,
+}
+
+/// [`verify_identity`] against one fixed set of organisations, remembering
+/// the certificates that passed (by their bytes' SHA-256, at most
+/// [`IDENTITY_CACHE_MAX`], oldest forgotten): the next signature of a known
+/// creator costs a lookup, not a certificate parse and a chain signature.
+/// A remembered certificate is answered from memory only at a time inside
+/// the validity of both it and its root, and for a role the caller allows;
+/// anything else is verified in full again, so every answer (and every
+/// error) is the one [`verify_identity`] gives.
+pub struct IdentityVerifier {
+    orgs: Vec<OrgTrust>,
+    memo: Mutex<Memo>,
+    bound: usize,
+}
+
+impl IdentityVerifier {
+    /// A verifier for certificates issued by `orgs`' signing roots.
+    pub fn new(orgs: Vec<OrgTrust>) -> Self {
+        Self::with_bound(orgs, IDENTITY_CACHE_MAX)
+    }
+
+    /// As [`Self::new`], remembering at most `bound` certificates (at least 1).
+    pub fn with_bound(orgs: Vec<OrgTrust>, bound: usize) -> Self {
+        IdentityVerifier { orgs, memo: Mutex::new(Memo::default()), bound: bound.clamp(1, IDENTITY_CACHE_MAX) }
+    }
+
+    /// The organisations it trusts.
+    pub fn orgs(&self) -> &[OrgTrust] {
+        &self.orgs
+    }
+
+    /// As [`verify_identity`] against [`Self::orgs`], with the key prepared.
+    pub fn verify(&self, cert: &[u8], at_unix: i64, allowed: &[Role]) -> Result<Arc<Verified>, VerifyError> {
+        let key: [u8; 32] = Sha256::digest(cert).into();
+        if let Some(hit) = self.recall(&key, at_unix, allowed) {
+            return Ok(hit);
+        }
+        let (identity, window) = verify_with_window(cert, &self.orgs, at_unix, allowed, RootSet::Sign)?;
+        let prepared = identity.public_key.prepare().map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        let verified = Arc::new(Verified { identity, key: prepared });
+        if let Ok(mut memo) = self.memo.lock() {
+            let memo = &mut *memo;
+            let remembered = Remembered { verified: Arc::clone(&verified), window };
+            if memo.by_cert.insert(key, remembered).is_none() {
+                memo.order.push_back(key);
+            }
+            while memo.order.len() > self.bound {
+                if let Some(old) = memo.order.pop_front() {
+                    memo.by_cert.remove(&old);
+                }
+            }
+        }
+        Ok(verified)
+    }
+
+    fn recall(&self, key: &[u8; 32], at_unix: i64, allowed: &[Role]) -> Option<Arc<Verified>> {
+        let memo = self.memo.lock().ok()?;
+        let hit = memo.by_cert.get(key)?;
+        let role = hit.verified.identity.role;
+        let in_time = hit.window.from <= at_unix && at_unix <= hit.window.until;
+        (in_time && (allowed.is_empty() || allowed.contains(&role))).then(|| Arc::clone(&hit.verified))
+    }
+
+    /// How many certificates it remembers.
+    pub fn remembered(&self) -> usize {
+        self.memo.lock().map_or(0, |m| m.by_cert.len())
+    }
 }

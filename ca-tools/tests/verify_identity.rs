@@ -2,7 +2,9 @@
 
 mod common;
 
-use ca_tools::{now_unix, verify_identity, Authority, KeyType, OrgTrust, Role, VerifyError};
+use std::sync::Arc;
+
+use ca_tools::{now_unix, verify_identity, Authority, IdentityVerifier, KeyType, OrgTrust, Role, VerifyError};
 use common::*;
 
 struct Org {
@@ -208,4 +210,77 @@ fn tls_certificate_is_verified_against_the_tls_roots_only() {
     assert!(matches!(err, VerifyError::UnknownIssuer { .. }), "{err}");
     let err = ca_tools::verify_tls_identity(admin.signcert_pem.as_bytes(), &[o.trust], now_unix(), &[]).unwrap_err();
     assert!(matches!(err, VerifyError::UnknownIssuer { .. }), "{err}");
+}
+
+#[test]
+fn remembered_identity_is_rechecked_for_time_and_role_at_every_use() {
+    let mut o = org("Org1", "Org1MSP", KeyType::EcdsaP256);
+    let path = out(&o, "c");
+    let now = now_unix();
+    let window = ca_tools::Validity { not_before_unix: now - DAY, not_after_unix: now + DAY };
+    let client = issue_with(&mut o.ca, Role::Client, "client0", window, &path);
+    let cert = client.signcert_pem.as_bytes();
+    let verifier = IdentityVerifier::new(vec![o.trust.clone()]);
+
+    let first = verifier.verify(cert, now, &[Role::Client]).unwrap();
+    assert_eq!(verifier.remembered(), 1);
+    let again = verifier.verify(cert, now + 60, &[Role::Client]).unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "the second use is answered from memory");
+    assert_eq!(again.identity, verify_identity(cert, &[o.trust.clone()], now + 60, &[Role::Client]).unwrap());
+
+    // Every answer is the one full verification gives, remembered or not.
+    for (at, allowed) in
+        [(now + 2 * DAY, &[Role::Client][..]), (now - 2 * DAY, &[Role::Client][..]), (now, &[Role::Orderer][..])]
+    {
+        let remembered = verifier.verify(cert, at, allowed).map(|v| v.identity.clone());
+        let full = verify_identity(cert, &[o.trust.clone()], at, allowed);
+        assert!(remembered.is_err(), "at {at} for {allowed:?}: {remembered:?}");
+        assert_eq!(remembered, full);
+    }
+    // Negative control: inside its validity, for its role, it still passes.
+    verifier.verify(cert, now + DAY, &[Role::Client, Role::Peer]).unwrap();
+}
+
+#[test]
+fn verifier_prepares_keys_that_check_signatures_like_the_certificate_key() {
+    for key_type in [KeyType::EcdsaP256, KeyType::Ed25519] {
+        let mut o = org("Org1", "Org1MSP", key_type);
+        let path = out(&o, "c");
+        let id = issue(&mut o.ca, Role::Client, "client0", &path);
+        let msp = ca_tools::Msp::load(Some("Org1MSP"), &path.join("msp")).unwrap();
+        let verified =
+            IdentityVerifier::new(vec![o.trust.clone()]).verify(id.signcert_pem.as_bytes(), now_unix(), &[]).unwrap();
+        let sig = msp.key.sign(b"envelope payload").unwrap();
+        verified.key.verify(b"envelope payload", &sig).unwrap();
+        assert!(verified.key.verify(b"another payload", &sig).is_err());
+        assert_eq!(
+            verified.key.verify(b"another payload", &sig),
+            verified.identity.public_key.verify(b"another payload", &sig)
+        );
+    }
+}
+
+#[test]
+fn verifier_forgets_the_oldest_certificates_beyond_its_bound() {
+    let mut o = org("Org1", "Org1MSP", KeyType::Ed25519);
+    let verifier = IdentityVerifier::with_bound(vec![o.trust.clone()], 2);
+    // Certificates that fail are never remembered: only ones that passed.
+    let stranger = org("Org2", "Org2MSP", KeyType::Ed25519);
+    assert!(verifier.verify(stranger.ca.sign_ca_pem().as_bytes(), now_unix(), &[]).is_err());
+    assert_eq!(verifier.remembered(), 0);
+    let certs: Vec<String> = (0..3)
+        .map(|i| {
+            let path = out(&o, &format!("c{i}"));
+            issue(&mut o.ca, Role::Client, &format!("client{i}"), &path).signcert_pem
+        })
+        .collect();
+    let first = verifier.verify(certs[0].as_bytes(), now_unix(), &[]).unwrap();
+    verifier.verify(certs[1].as_bytes(), now_unix(), &[]).unwrap();
+    let third = verifier.verify(certs[2].as_bytes(), now_unix(), &[]).unwrap();
+    assert_eq!(verifier.remembered(), 2);
+    // The newest is answered from memory; the oldest was forgotten and is
+    // verified afresh.
+    assert!(Arc::ptr_eq(&third, &verifier.verify(certs[2].as_bytes(), now_unix(), &[]).unwrap()));
+    assert!(!Arc::ptr_eq(&first, &verifier.verify(certs[0].as_bytes(), now_unix(), &[]).unwrap()));
+    assert_eq!(verifier.remembered(), 2);
 }

@@ -581,7 +581,7 @@ impl ConfigUpdateVerifier {
                 return Err(invalid(&creator.mspid, format!("nonce must be 1-{MAX_NONCE_LEN} bytes")));
             }
             let admin_at = |time: i64| {
-                verify_identity(&creator.id_bytes, &self.trust.orgs, time, &[Role::Admin])
+                verify_identity(&creator.id_bytes, self.trust.orgs(), time, &[Role::Admin])
                     .map_err(|e| signer_error(index, &creator.mspid, e))
             };
             let identity = admin_at(at)?;

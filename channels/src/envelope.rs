@@ -8,7 +8,7 @@
 //! over SHA-256, DER, low-S; or Ed25519). The transaction id is
 //! `hex(SHA-256(nonce ‖ creator))`, as Fabric's `protoutil.ComputeTxID`.
 
-use ca_tools::{Msp, OrgTrust, Role};
+use ca_tools::{IdentityVerifier, Msp, OrgTrust, Role};
 use prost::Message;
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
@@ -86,14 +86,22 @@ pub enum EnvelopeError {
 pub struct ChannelTrust {
     /// The channel id envelopes must name.
     pub channel_id: String,
-    /// Every organisation's trust anchors.
-    pub orgs: Vec<OrgTrust>,
+    /// Every organisation's trust anchors, and the creators verified so far.
+    identities: IdentityVerifier,
 }
 
 impl ChannelTrust {
     /// Parses the trust anchors of `config`'s organisations.
     pub fn new(config: &ChannelConfig) -> Result<Self, ConfigError> {
-        Ok(ChannelTrust { channel_id: config.channel_id.clone(), orgs: config.org_trust()? })
+        Ok(ChannelTrust {
+            channel_id: config.channel_id.clone(),
+            identities: IdentityVerifier::new(config.org_trust()?),
+        })
+    }
+
+    /// Every organisation's trust anchors.
+    pub fn orgs(&self) -> &[OrgTrust] {
+        self.identities.orgs()
     }
 }
 
@@ -274,16 +282,17 @@ pub fn verify_envelope(
     if decoded.signature_header.nonce.is_empty() {
         return Err(EnvelopeError::Malformed("signature header has no nonce".into()));
     }
-    let identity =
-        crate::pki::verify_creator(&decoded.creator.id_bytes, &trust.orgs, now_unix, allowed_roles(header_type))?;
+    let verified =
+        crate::pki::verify_creator(&decoded.creator.id_bytes, &trust.identities, now_unix, allowed_roles(header_type))?;
+    let identity = &verified.identity;
     if identity.msp_id != decoded.creator.mspid {
         return Err(EnvelopeError::UnknownCreator(format!(
             "creator claims MSP {:?} but its certificate is issued by {:?}",
             decoded.creator.mspid, identity.msp_id
         )));
     }
-    identity
-        .public_key
+    verified
+        .key
         .verify(&decoded.envelope.payload, &decoded.envelope.signature)
         .map_err(|_| EnvelopeError::BadSignature)?;
     let expected = compute_tx_id(&decoded.signature_header.nonce, &decoded.signature_header.creator);
@@ -293,7 +302,7 @@ pub fn verify_envelope(
     Ok(VerifiedEnvelope {
         tx_id: expected,
         channel_id: channel_header.channel_id.clone(),
-        creator_msp: identity.msp_id,
+        creator_msp: identity.msp_id.clone(),
         creator_role: identity.role,
         header_type,
         size: bytes.len(),

@@ -1,7 +1,9 @@
 //! The one place that turns ca-tools verification results into this crate's
 //! errors: envelope creators and consenter certificates.
 
-use ca_tools::{verify_identity, verify_tls_identity, OrgTrust, Role, VerifiedIdentity, VerifyError};
+use std::sync::Arc;
+
+use ca_tools::{verify_identity, verify_tls_identity, IdentityVerifier, OrgTrust, Role, Verified, VerifyError};
 
 use crate::config::{ConfigError, Consenter, Organization};
 use crate::envelope::EnvelopeError;
@@ -9,11 +11,11 @@ use crate::envelope::EnvelopeError;
 /// Verifies an envelope creator's certificate against the channel's orgs.
 pub(crate) fn verify_creator(
     cert: &[u8],
-    orgs: &[OrgTrust],
+    identities: &IdentityVerifier,
     now_unix: i64,
     allowed: &[Role],
-) -> Result<VerifiedIdentity, EnvelopeError> {
-    verify_identity(cert, orgs, now_unix, allowed).map_err(creator_error)
+) -> Result<Arc<Verified>, EnvelopeError> {
+    identities.verify(cert, now_unix, allowed).map_err(creator_error)
 }
 
 fn creator_error(error: VerifyError) -> EnvelopeError {
