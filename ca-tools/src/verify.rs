@@ -389,19 +389,32 @@ struct Memo {
 /// error) is the one [`verify_identity`] gives.
 pub struct IdentityVerifier {
     orgs: Vec<OrgTrust>,
+    set: RootSet,
     memo: Mutex<Memo>,
     bound: usize,
 }
 
 impl IdentityVerifier {
-    /// A verifier for certificates issued by `orgs`' signing roots.
+    /// A verifier for certificates issued by `orgs`' signing roots
+    /// ([`verify_identity`]).
     pub fn new(orgs: Vec<OrgTrust>) -> Self {
         Self::with_bound(orgs, IDENTITY_CACHE_MAX)
     }
 
+    /// A verifier for TLS certificates issued by `orgs`' TLS roots
+    /// ([`verify_tls_identity`]): who is behind a client connection.
+    pub fn tls(orgs: Vec<OrgTrust>) -> Self {
+        IdentityVerifier { set: RootSet::Tls, ..Self::new(orgs) }
+    }
+
     /// As [`Self::new`], remembering at most `bound` certificates (at least 1).
     pub fn with_bound(orgs: Vec<OrgTrust>, bound: usize) -> Self {
-        IdentityVerifier { orgs, memo: Mutex::new(Memo::default()), bound: bound.clamp(1, IDENTITY_CACHE_MAX) }
+        IdentityVerifier {
+            orgs,
+            set: RootSet::Sign,
+            memo: Mutex::new(Memo::default()),
+            bound: bound.clamp(1, IDENTITY_CACHE_MAX),
+        }
     }
 
     /// The organisations it trusts.
@@ -409,13 +422,14 @@ impl IdentityVerifier {
         &self.orgs
     }
 
-    /// As [`verify_identity`] against [`Self::orgs`], with the key prepared.
+    /// As [`verify_identity`] (or [`verify_tls_identity`]) against
+    /// [`Self::orgs`], with the key prepared.
     pub fn verify(&self, cert: &[u8], at_unix: i64, allowed: &[Role]) -> Result<Arc<Verified>, VerifyError> {
         let key: [u8; 32] = Sha256::digest(cert).into();
         if let Some(hit) = self.recall(&key, at_unix, allowed) {
             return Ok(hit);
         }
-        let (identity, window) = verify_with_window(cert, &self.orgs, at_unix, allowed, RootSet::Sign)?;
+        let (identity, window) = verify_with_window(cert, &self.orgs, at_unix, allowed, self.set)?;
         let prepared = identity.public_key.prepare().map_err(|e| VerifyError::Malformed(e.to_string()))?;
         let verified = Arc::new(Verified { identity, key: prepared });
         if let Ok(mut memo) = self.memo.lock() {

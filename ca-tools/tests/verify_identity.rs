@@ -208,8 +208,18 @@ fn tls_certificate_is_verified_against_the_tls_roots_only() {
     // The TLS certificate is not an enrollment identity, nor the reverse.
     let err = verify_identity(admin.tls_cert_pem.as_bytes(), &[o.trust.clone()], now_unix(), &[]).unwrap_err();
     assert!(matches!(err, VerifyError::UnknownIssuer { .. }), "{err}");
-    let err = ca_tools::verify_tls_identity(admin.signcert_pem.as_bytes(), &[o.trust], now_unix(), &[]).unwrap_err();
+    let err =
+        ca_tools::verify_tls_identity(admin.signcert_pem.as_bytes(), &[o.trust.clone()], now_unix(), &[]).unwrap_err();
     assert!(matches!(err, VerifyError::UnknownIssuer { .. }), "{err}");
+    // The remembering verifiers keep the two apart as well, also once each
+    // certificate is remembered.
+    let (sign, tls) = (IdentityVerifier::new(vec![o.trust.clone()]), IdentityVerifier::tls(vec![o.trust]));
+    for _ in 0..2 {
+        assert_eq!(tls.verify(admin.tls_cert_pem.as_bytes(), now_unix(), &[Role::Admin]).unwrap().identity, v);
+        assert!(tls.verify(admin.signcert_pem.as_bytes(), now_unix(), &[]).is_err());
+        sign.verify(admin.signcert_pem.as_bytes(), now_unix(), &[]).unwrap();
+        assert!(sign.verify(admin.tls_cert_pem.as_bytes(), now_unix(), &[]).is_err());
+    }
 }
 
 #[test]

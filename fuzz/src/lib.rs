@@ -445,7 +445,7 @@ mod api_harness {
                     verified,
                     config: f.config.clone(),
                     trust: channels::envelope::ChannelTrust::new(&f.config).unwrap(),
-                    orgs: f.config.org_trust().unwrap(),
+                    tls_clients: ca_tools::IdentityVerifier::tls(f.config.org_trust().unwrap()),
                     genesis: f.genesis.clone(),
                     epoch: 1,
                     body_bytes_max: super::BYTES_MAX,

@@ -23,6 +23,7 @@ use super::types::{
 use super::view_change::{self, Selection};
 
 mod conflicts;
+mod waiting;
 
 /// How far ahead of the current view a view change is remembered.
 const VIEW_AHEAD_MAX: u64 = 64;
@@ -35,6 +36,9 @@ const PREPREPARED_PER_SEQ_MAX: usize = 4;
 const BACKOFF_DOUBLINGS_MAX: u32 = 6;
 /// Executed blocks remembered while their certificate is missing.
 const UNCERTIFIED_MAX: usize = 4096;
+/// A backup's tick looks at most this many batches' worth of the oldest
+/// requests for ones to relay.
+const FORWARD_SCAN_BATCHES: usize = 4;
 /// Blocks asked for in one state-transfer request.
 const FETCH_BLOCKS_MAX: u64 = 256;
 
@@ -103,7 +107,6 @@ struct Pending {
     order: u64,
     arrived: u64,
     forwarded: u64,
-    proposed: bool,
     kind: BatchKind,
 }
 
@@ -152,6 +155,8 @@ pub struct Replica {
     next_seq: Seq,
     pool: HashMap<TxId, Pending>,
     pool_order: BTreeMap<u64, TxId>,
+    /// The pool's requests no proposal of this view holds yet.
+    waiting: waiting::Waiting,
     pool_counter: u64,
     recent: VecDeque<(Seq, Vec<TxId>)>,
     recent_ids: HashSet<TxId>,
@@ -213,6 +218,7 @@ impl Replica {
             next_seq: tip.executed + 1,
             pool: HashMap::new(),
             pool_order: BTreeMap::new(),
+            waiting: waiting::Waiting::default(),
             pool_counter: 0,
             recent: VecDeque::new(),
             recent_ids: HashSet::new(),
@@ -474,6 +480,7 @@ impl Replica {
         assert!(self.stable.seq <= self.executed, "stable checkpoint beyond execution");
         assert!(self.executed <= self.last_seq(), "executed beyond the end of the epoch");
         assert!(self.pool.len() <= self.cfg.pool_max, "pool over its bound");
+        assert!(self.waiting.len() <= self.pool.len(), "more requests waiting than in the pool");
         assert!(self.log.keys().next().is_none_or(|s| *s > self.stable.seq), "log holds garbage below the checkpoint");
         assert!(self.recent.len() as u64 <= self.cfg.dedup_window_blocks.max(1), "dedup window over its bound");
     }
@@ -596,23 +603,31 @@ impl Replica {
         // view. Relaying to the primary alone would let a primary that drops
         // one backup's requests (or is behind) stall them for good: that
         // backup would complain alone, short of the f+1 needed.
+        //
+        // Requests arrive in pool order and `arrived` never decreases along
+        // it (a view change resets every one to the same tick), so the
+        // oldest request decides the complaint, and the relay stops at the
+        // first one too young to be due: the tick costs the due requests,
+        // at most a few batches of them, never the whole pool.
+        let oldest = self.pool_order.values().next().and_then(|id| self.pool.get(id)).map(|p| p.arrived);
+        if oldest.is_some_and(|t| self.now.saturating_sub(t) >= self.cfg.complain_timeout_ticks) {
+            return self.start_view_change(self.view + 1, ViewChangeReason::RequestTimeout, 0, out);
+        }
         let mut forward = Vec::new();
-        let mut complain = false;
+        let scan_max = self.cfg.batch_count_max.saturating_mul(FORWARD_SCAN_BATCHES);
         // In arrival order (not the hash map's): which requests are relayed
         // must be the same in every run of a seed.
-        for id in self.pool_order.values() {
+        for id in self.pool_order.values().take(scan_max) {
             let Some(p) = self.pool.get_mut(id) else { continue };
-            if self.now.saturating_sub(p.arrived) >= self.cfg.complain_timeout_ticks {
-                complain = true;
-            } else if self.now.saturating_sub(p.forwarded) >= self.cfg.forward_timeout_ticks {
-                p.forwarded = self.now;
-                if forward.len() < self.cfg.batch_count_max {
-                    forward.push(p.envelope.clone());
-                }
+            if self.now.saturating_sub(p.arrived) < self.cfg.forward_timeout_ticks
+                || forward.len() >= self.cfg.batch_count_max
+            {
+                break;
             }
-        }
-        if complain {
-            return self.start_view_change(self.view + 1, ViewChangeReason::RequestTimeout, 0, out);
+            if self.now.saturating_sub(p.forwarded) >= self.cfg.forward_timeout_ticks {
+                p.forwarded = self.now;
+                forward.push(p.envelope.clone());
+            }
         }
         if !forward.is_empty() {
             self.broadcast(Body::Forward { envelopes: forward }, out);
@@ -1000,6 +1015,7 @@ impl Replica {
         for id in &ids {
             if let Some(p) = self.pool.remove(id) {
                 self.pool_order.remove(&p.order);
+                self.waiting.remove(p.order);
             }
         }
         self.remember(block.number, ids);
@@ -1306,7 +1322,8 @@ impl Replica {
                 )));
             }
         };
-        let pending = Pending { envelope, order, arrived: self.now, forwarded: self.now, proposed: false, kind };
+        self.waiting.insert(order, waiting::Entry { id: tx_id, kind, bytes: envelope.len() });
+        let pending = Pending { envelope, order, arrived: self.now, forwarded: self.now, kind };
         self.pool.insert(tx_id, pending);
         self.pool_order.insert(order, tx_id);
         Ok(tx_id)
@@ -1324,26 +1341,11 @@ impl Replica {
             }
             // Envelopes of different kinds never share a batch: the kind of
             // the oldest waiting envelope decides this one.
-            let kind = self
-                .pool_order
-                .values()
-                .map(|id| &self.pool[id])
-                .find(|p| !p.proposed)
-                .map_or(BatchKind::Transactions, |p| p.kind);
+            let first = self.waiting.first();
+            let kind = first.map_or(BatchKind::Transactions, |(_, e)| e.kind);
             let count_max = if kind == BatchKind::Reconfiguration { 1 } else { self.cfg.batch_count_max };
-            let (mut count, mut bytes, mut oldest) = (0usize, 0usize, None);
-            for id in self.pool_order.values() {
-                let p = &self.pool[id];
-                if p.proposed || p.kind != kind {
-                    continue;
-                }
-                oldest.get_or_insert(p.arrived);
-                count += 1;
-                bytes += p.envelope.len();
-                if count >= count_max || bytes >= self.cfg.batch_bytes_preferred {
-                    break;
-                }
-            }
+            let (count, bytes) = self.waiting.totals(kind);
+            let oldest = first.and_then(|(_, e)| self.pool.get(&e.id)).map(|p| p.arrived);
             let full = count >= count_max || bytes >= self.cfg.batch_bytes_preferred;
             let timed_out = oldest.is_some_and(|t| self.now.saturating_sub(t) >= self.cfg.batch_timeout_ticks);
             // Once the epoch's end is fixed, empty blocks fill up to it when
@@ -1354,12 +1356,10 @@ impl Replica {
                 return;
             }
             let mut batch = Batch::empty();
+            let mut taken = Vec::new();
             let mut size = 0;
-            for id in self.pool_order.values() {
-                let p = &self.pool[id];
-                if p.proposed || p.kind != kind {
-                    continue;
-                }
+            for (order, entry) in self.waiting.iter().filter(|(_, e)| e.kind == kind) {
+                let Some(p) = self.pool.get(&entry.id) else { continue };
                 if batch.envelopes.len() >= count_max
                     || (size + p.envelope.len() > self.cfg.batch_bytes_max && !batch.envelopes.is_empty())
                 {
@@ -1367,11 +1367,10 @@ impl Replica {
                 }
                 size += p.envelope.len();
                 batch.envelopes.push(p.envelope.clone());
+                taken.push(order);
             }
-            for e in &batch.envelopes {
-                if let Some(p) = self.validator.tx_id(e).and_then(|id| self.pool.get_mut(&id)) {
-                    p.proposed = true;
-                }
+            for order in taken {
+                self.waiting.remove(order);
             }
             let seq = self.next_seq;
             self.next_seq += 1;
@@ -1592,10 +1591,11 @@ impl Replica {
             slot.commits.clear();
         }
         let now = self.now;
-        for p in self.pool.values_mut() {
-            p.proposed = false;
+        self.waiting.clear();
+        for (id, p) in self.pool.iter_mut() {
             p.arrived = now;
             p.forwarded = now;
+            self.waiting.insert(p.order, waiting::Entry { id: *id, kind: p.kind, bytes: p.envelope.len() });
         }
         let low = self.stable.seq.max(h);
         let mut last = low.max(self.executed);
@@ -1618,8 +1618,8 @@ impl Replica {
                 continue;
             }
             for e in &batch.envelopes {
-                if let Some(p) = self.validator.tx_id(e).and_then(|id| self.pool.get_mut(&id)) {
-                    p.proposed = true;
+                if let Some(p) = self.validator.tx_id(e).and_then(|id| self.pool.get(&id)) {
+                    self.waiting.remove(p.order);
                 }
             }
             if seq <= self.executed {
@@ -1640,10 +1640,9 @@ impl Replica {
         let primary = self.primary_of(view);
         if primary != self.cfg.me {
             let waiting: Vec<Vec<u8>> = self
-                .pool_order
-                .values()
-                .filter_map(|id| self.pool.get(id))
-                .filter(|p| !p.proposed)
+                .waiting
+                .iter()
+                .filter_map(|(_, e)| self.pool.get(&e.id))
                 .take(self.cfg.batch_count_max)
                 .map(|p| p.envelope.clone())
                 .collect();

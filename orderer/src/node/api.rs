@@ -22,7 +22,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ca_tools::{OrgTrust, Role};
+use ca_tools::{IdentityVerifier, Role};
 use channels::envelope::{verify_envelope, ChannelTrust, EnvelopeError};
 use channels::proto::common::Block as PbBlock;
 use channels::{BlockCertificate, ChannelConfig};
@@ -53,7 +53,9 @@ pub struct ChannelEntry {
     pub verified: Arc<super::identity::VerifiedCache>,
     pub config: ChannelConfig,
     pub trust: ChannelTrust,
-    pub orgs: Vec<OrgTrust>,
+    /// The organisations' TLS roots: who is behind a client certificate
+    /// (remembered per certificate).
+    pub tls_clients: IdentityVerifier,
     /// The genesis block (block 0).
     pub genesis: PbBlock,
     pub epoch: u64,
@@ -181,7 +183,9 @@ fn authorize(entry: &ChannelEntry, peer: &Peer, roles: &[Role]) -> Result<(), Bo
     let Some(cert) = &peer.cert_der else {
         return Err(Box::new(forbidden("a client certificate is required")));
     };
-    ca_tools::verify_tls_identity(cert, &entry.orgs, ca_tools::now_unix(), roles)
+    entry
+        .tls_clients
+        .verify(cert, ca_tools::now_unix(), roles)
         .map(|_| ())
         .map_err(|e| Box::new(forbidden(format!("client certificate refused for this channel: {e}"))))
 }

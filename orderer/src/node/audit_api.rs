@@ -120,7 +120,7 @@ async fn votes(
     };
     let now = ca_tools::now_unix();
     let admin = ca_tools::verify_tls_identity(cert, std::slice::from_ref(&s.admins), now, &[Role::Admin]).is_ok();
-    if !admin && ca_tools::verify_tls_identity(cert, &entry.orgs, now, &[Role::Auditor]).is_err() {
+    if !admin && entry.tls_clients.verify(cert, now, &[Role::Auditor]).is_err() {
         return error(
             StatusCode::FORBIDDEN,
             "an admin certificate of this node's organisation or an auditor certificate of an organisation of the channel is required",

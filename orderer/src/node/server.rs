@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use ca_tools::{Msp, TlsIdentity};
+use ca_tools::{IdentityVerifier, Msp, TlsIdentity};
 use channels::envelope::ChannelTrust;
 use channels::proto::common::Block as PbBlock;
 use channels::ChannelConfig;
@@ -272,7 +272,7 @@ impl Node {
         let audit_signer = identity::NodeCrypto::new(signer_key, &config, me)?;
         let epoch = shell.epoch();
         let trust = ChannelTrust::new(&config).map_err(|e| Self::channel_err(&name, e))?;
-        let orgs = config.org_trust().map_err(|e| Self::channel_err(&name, e))?;
+        let tls_clients = IdentityVerifier::tls(config.org_trust().map_err(|e| Self::channel_err(&name, e))?);
         self.keep_genesis(&name, &genesis)?;
         self.track_config(&name, genesis.clone(), config.clone())?;
         let (handle, _join) = channel::spawn_with_epochs(
@@ -294,7 +294,7 @@ impl Node {
         let entry = Arc::new(ChannelEntry {
             handle,
             verified,
-            orgs,
+            tls_clients,
             trust,
             genesis,
             epoch,
@@ -443,8 +443,9 @@ impl Node {
                 }
                 sequence = config.sequence;
                 let Some(old) = entries.read().ok().and_then(|m| m.get(&name).cloned()) else { return };
-                let updated = ChannelTrust::new(&config).and_then(|trust| Ok((trust, config.org_trust()?)));
-                let (trust, orgs) = match updated {
+                let updated = ChannelTrust::new(&config)
+                    .and_then(|trust| Ok((trust, IdentityVerifier::tls(config.org_trust()?))));
+                let (trust, tls_clients) = match updated {
                     Ok(t) => t,
                     Err(e) => {
                         tracing::error!(channel = %name, error = %e, "the new configuration's trust anchors are unusable; the API keeps the previous ones");
@@ -459,7 +460,7 @@ impl Node {
                     verified: old.verified.clone(),
                     config: (*config).clone(),
                     trust,
-                    orgs,
+                    tls_clients,
                     genesis: old.genesis.clone(),
                     epoch: old.epoch,
                     body_bytes_max: old.body_bytes_max,
