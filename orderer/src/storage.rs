@@ -86,6 +86,11 @@ pub struct Store {
     limits: Limits,
 }
 
+/// redb's page cache (its default, 1 GiB, would let a node's memory grow
+/// with its ledger): recent blocks and the vote records stay cached, older
+/// blocks are read from disk when a reader asks for them.
+const STORE_CACHE_BYTES: usize = 32 << 20;
+
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let shown = path.display().to_string();
@@ -93,8 +98,10 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Database { path: shown.clone(), detail: e.to_string() })?;
         }
-        let db =
-            Database::create(path).map_err(|e| StoreError::Database { path: shown.clone(), detail: e.to_string() })?;
+        let db = Database::builder()
+            .set_cache_size(STORE_CACHE_BYTES)
+            .create(path)
+            .map_err(|e| StoreError::Database { path: shown.clone(), detail: e.to_string() })?;
         Ok(Self { db, path: shown, limits: Limits::default() })
     }
 
