@@ -1352,7 +1352,12 @@ impl Replica {
             // nothing waits (at most a checkpoint interval of them), so that
             // the switch never waits for traffic.
             let pad = count == 0 && self.epoch_end.is_some();
-            if !pad && (count == 0 || !(full || timed_out)) {
+            // With nothing of its own in flight the primary cuts at once:
+            // batching pays only while earlier blocks are being agreed on
+            // (then requests pile up and batches fill), and at low load the
+            // batch timeout would only add latency.
+            let idle = self.next_seq.saturating_sub(self.executed) <= 1;
+            if !pad && (count == 0 || !(full || timed_out || idle)) {
                 return;
             }
             let mut batch = Batch::empty();
