@@ -537,6 +537,7 @@ pub fn replica_config(me: ReplicaId) -> Config {
         batch_bytes_max: 4096,
         batch_bytes_preferred: 1,
         batch_timeout_ticks: 1,
+        cut_when_idle: true,
         forward_timeout_ticks: 4,
         complain_timeout_ticks: 30,
         view_change_timeout_ticks: 12,

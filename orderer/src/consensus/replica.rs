@@ -1356,7 +1356,7 @@ impl Replica {
             // batching pays only while earlier blocks are being agreed on
             // (then requests pile up and batches fill), and at low load the
             // batch timeout would only add latency.
-            let idle = self.next_seq.saturating_sub(self.executed) <= 1;
+            let idle = self.cfg.cut_when_idle && self.next_seq.saturating_sub(self.executed) <= 1;
             if !pad && (count == 0 || !(full || timed_out || idle)) {
                 return;
             }

@@ -26,6 +26,7 @@ fn config(me: ReplicaId, n: u32) -> Config {
         batch_bytes_max: 4096,
         batch_bytes_preferred: 1,
         batch_timeout_ticks: 1,
+        cut_when_idle: true,
         forward_timeout_ticks: 50,
         complain_timeout_ticks: 2000,
         view_change_timeout_ticks: 300,
@@ -733,6 +734,7 @@ fn max_message_count_cuts_a_batch() {
         c.batch_bytes_preferred = BIG;
         c.batch_bytes_max = BIG;
         c.batch_timeout_ticks = 1000;
+        c.cut_when_idle = false;
     });
     assert!(submit_to_primary(&mut h, &[8; 7]).is_empty());
     assert_eq!(block_sizes(&h), vec![3, 3], "every third envelope cuts a batch");
@@ -750,6 +752,7 @@ fn preferred_max_bytes_cuts_a_batch_before_the_count() {
         c.batch_bytes_preferred = 2 * size;
         c.batch_bytes_max = BIG;
         c.batch_timeout_ticks = 1000;
+        c.cut_when_idle = false;
     });
     assert!(submit_to_primary(&mut h, &[8; 5]).is_empty());
     assert_eq!(block_sizes(&h), vec![2, 2], "two envelopes reach the preferred bytes");
@@ -766,6 +769,7 @@ fn absolute_max_bytes_is_never_exceeded() {
         c.batch_bytes_preferred = 10 * max;
         c.batch_bytes_max = max;
         c.batch_timeout_ticks = 5;
+        c.cut_when_idle = false;
     });
     let paddings = [8, 60, 30, 8, 60, 30, 8, 300];
     let refused = submit_to_primary(&mut h, &paddings);
@@ -786,6 +790,7 @@ fn batch_timeout_cuts_a_partial_batch() {
         c.batch_bytes_preferred = BIG;
         c.batch_bytes_max = BIG;
         c.batch_timeout_ticks = 5;
+        c.cut_when_idle = false;
     });
     assert!(submit_to_primary(&mut h, &[8; 2]).is_empty());
     h.tick_all(4);
@@ -795,12 +800,49 @@ fn batch_timeout_cuts_a_partial_batch() {
 }
 
 #[test]
+fn an_idle_primary_cuts_at_once_and_a_busy_one_batches() {
+    // Batches of up to 10, a batch timeout of 1,000 ticks. The first
+    // request finds nothing in flight and is proposed alone at once; the
+    // three that arrive while it is being agreed on wait, and go together
+    // as soon as it executes.
+    let mut h = Harness::with(4, |c| {
+        c.batch_count_max = 10;
+        c.batch_bytes_preferred = BIG;
+        c.batch_bytes_max = BIG;
+        c.batch_timeout_ticks = 1000;
+    });
+    let proposals =
+        |out: &[Output]| out.iter().filter(|o| matches!(o, Output::Send { .. } | Output::Broadcast { .. })).count();
+    let first = h.input(1, Input::Request(make_envelope(2, 0, 8)));
+    assert!(proposals(&first) > 0, "proposed at once: {first:?}");
+    for k in 1..4 {
+        let out = h.input(1, Input::Request(make_envelope(2, k, 8)));
+        assert_eq!(proposals(&out), 0, "request {k} waits while block 1 is in flight: {out:?}");
+    }
+    h.pump();
+    assert_eq!(block_sizes(&h), vec![1, 3], "the first alone, then the three that waited");
+    assert_eq!(h.replica(1).pool_len(), 0);
+    // Negative control: with the idle cut off, the same requests wait for
+    // the batch timeout.
+    let mut h = Harness::with(4, |c| {
+        c.batch_count_max = 10;
+        c.batch_bytes_preferred = BIG;
+        c.batch_bytes_max = BIG;
+        c.batch_timeout_ticks = 1000;
+        c.cut_when_idle = false;
+    });
+    assert!(submit_to_primary(&mut h, &[8; 4]).is_empty());
+    assert!(block_sizes(&h).is_empty());
+}
+
+#[test]
 fn a_full_pool_refuses_until_a_committed_batch_drains_it() {
     let mut h = Harness::with(4, |c| {
         c.batch_count_max = 10;
         c.batch_bytes_preferred = BIG;
         c.batch_bytes_max = BIG;
         c.batch_timeout_ticks = 5;
+        c.cut_when_idle = false;
         c.pool_max = 3;
     });
     let refused = submit_to_primary(&mut h, &[8; 4]);
@@ -891,6 +933,7 @@ fn a_reconfiguration_is_ordered_alone_and_ends_the_epoch_at_the_next_checkpoint(
     let mut h = Harness::with(4, |c| {
         c.batch_count_max = 8;
         c.batch_bytes_preferred = 4096;
+        c.cut_when_idle = false;
     });
     for k in 0..2 {
         h.input(1, Input::Request(make_envelope(1, k, 8)));

@@ -29,6 +29,10 @@ pub struct Config {
     pub batch_bytes_max: usize,
     pub batch_bytes_preferred: usize,
     pub batch_timeout_ticks: u64,
+    /// A primary with no proposal of its own in flight cuts a batch as soon
+    /// as one request waits (the batch rules above apply while earlier
+    /// blocks are being agreed on).
+    pub cut_when_idle: bool,
     pub forward_timeout_ticks: u64,
     pub complain_timeout_ticks: u64,
     pub view_change_timeout_ticks: u64,

@@ -596,6 +596,7 @@ impl Cluster {
             batch_bytes_max: 64 * 1024,
             batch_bytes_preferred: 16 * 1024,
             batch_timeout_ticks: 5,
+            cut_when_idle: true,
             forward_timeout_ticks: 60,
             complain_timeout_ticks: 500,
             view_change_timeout_ticks: 200,
