@@ -54,6 +54,7 @@ fn config(me: ReplicaId) -> Config {
         batch_bytes_max: 1 << 20,
         batch_bytes_preferred: 512 << 10,
         batch_timeout_ticks: 2,
+        cut_when_idle: true,
         forward_timeout_ticks: 100,
         complain_timeout_ticks: 2_000,
         view_change_timeout_ticks: 200,
