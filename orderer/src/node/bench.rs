@@ -677,6 +677,7 @@ async fn measure(
         let s = samples.lock().map_err(|e| e.to_string())?;
         s.iter().map(|v| v.last().map(|x| x.1)).collect()
     };
+    let client_cpu_before = proc_usage(std::process::id()).map_or(0.0, |u| u.0);
     let load = drive(&cluster, clients, envelopes, rate, opts.duration_secs, started);
     let killer = async {
         match opts.kill_primary_at {
@@ -685,6 +686,9 @@ async fn measure(
         }
     };
     let (phase, kill) = tokio::join!(load, killer);
+    // The clients share the machine with the nodes: what they used counts
+    // against the nodes' throughput, and the report says how much.
+    let client_cpu = proc_usage(std::process::id()).map_or(0.0, |u| u.0) - client_cpu_before;
     if let Some(k) = &kill {
         live[k.node] = false;
     }
@@ -789,6 +793,7 @@ async fn measure(
         "kill_primary": kill_report,
         "per_node": nodes_json,
         "rss_mb_max": rss_max,
+        "client_cpu_seconds": client_cpu,
         "bound_tps": bound_tps, "fraction_of_bound": tps / bound_tps,
         "verify_cost_us": { "ecdsa_p256": costs.ecdsa_verify_us, "ed25519": costs.ed25519_verify_us },
     });
@@ -834,6 +839,12 @@ async fn measure(
         latencies.len()
     );
     println!("bench: view changes={view_changes} (view {view_begin} → {view_end})");
+    println!(
+        "bench: cpu: nodes {:.1} s in all (start-up included), the bench's own clients {client_cpu:.1} s during the {:.0} s load, on {} cores",
+        usage.iter().map(|u| u.0).sum::<f64>(),
+        phase.secs,
+        std::thread::available_parallelism().map_or(1, |c| c.get())
+    );
     if let Some(k) = &kill_report {
         let secs = |key: &str| k[key].as_f64().map_or("none".to_string(), |s| format!("{s:.2} s"));
         println!(
