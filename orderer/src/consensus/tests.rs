@@ -475,6 +475,57 @@ fn a_primary_that_never_gets_a_backups_request_is_replaced_once_the_backups_comp
 }
 
 #[test]
+fn a_backup_relays_a_full_pool_a_batch_at_a_time_oldest_first() {
+    // n=4, batches of 3, forward timeout 5 ticks. Ten requests reach backup
+    // 2 only and nothing reaches the others (the primary still sends its
+    // heartbeats): every tick relays at most one batch of the due requests,
+    // oldest first, each once per forward timeout, and never scans past the
+    // first request that is not yet due.
+    let mut h = Harness::with(4, |c| {
+        c.batch_count_max = 3;
+        c.forward_timeout_ticks = 5;
+    });
+    h.cut = vec![1, 3, 4];
+    for k in 0..10 {
+        h.input(2, Input::Request(make_envelope(1, k, 8)));
+    }
+    h.queue.clear();
+    let relayed = |out: &[Output]| -> Vec<Vec<Vec<u8>>> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Broadcast { frame } => match Frame::decode(frame, &Limits::default()).map(|f| f.body) {
+                    Ok(Body::Forward { envelopes }) => Some(envelopes),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    };
+    let mut seen = Vec::new();
+    for tick in 1..=8 {
+        let out = h.input(2, Input::Tick);
+        h.queue.clear();
+        for envelopes in relayed(&out) {
+            assert!(tick >= 5, "relayed at tick {tick}, before the forward timeout");
+            assert!(envelopes.len() <= 3, "a relay holds at most one batch: {}", envelopes.len());
+            seen.extend(envelopes);
+        }
+    }
+    let expected: Vec<Vec<u8>> = (0..10).map(|k| make_envelope(1, k, 8)).collect();
+    assert_eq!(seen, expected, "all ten relayed once, oldest first, over four ticks");
+    // Within the next forward timeout nothing is relayed again; after it,
+    // the oldest go out again first.
+    let mut again = Vec::new();
+    for _ in 0..5 {
+        let out = h.input(2, Input::Tick);
+        h.queue.clear();
+        again.extend(relayed(&out).into_iter().flatten());
+    }
+    assert_eq!(again.first(), Some(&expected[0]), "the oldest is relayed again first");
+    assert_eq!(h.replica(2).pool_len(), 10);
+}
+
+#[test]
 fn a_request_whose_forward_to_the_primary_was_lost_is_sent_again_and_ordered_in_the_same_view() {
     let mut h = Harness::new(4);
     h.cut = vec![1];
