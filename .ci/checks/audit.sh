@@ -18,7 +18,7 @@ cleanup() {
 trap cleanup EXIT
 cargo build --release -q -p orderer -p channels
 orderer=target/release/orderer
-port=$((23000 + RANDOM % 2000 * 10))
+port=$((23000 + RANDOM % 900 * 10))
 net="$dir/net"
 "$orderer" dev --dir "$net" --base-port "$port" --demo 200 > "$dir/dev.log" 2>&1 &
 dev_pid=$!

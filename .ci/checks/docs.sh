@@ -67,10 +67,10 @@ echo "check ok: docs compose file valid (check-jsonschema vendor.compose-spec; a
 "$venv/bin/hadolint" deploy/compose/Dockerfile.tools || fail "hadolint deploy/compose/Dockerfile.tools"
 echo "check ok: docs hadolint deploy/compose/Dockerfile.tools passes"
 mkdir -p "$tmp/compose"
-"$venv/bin/python" docs/tests/compose_setup.py "$repo" "$bin" "$tmp/compose" $((30000 + RANDOM % 2000 * 10))
+"$venv/bin/python" docs/tests/compose_setup.py "$repo" "$bin" "$tmp/compose" $((20000 + RANDOM % 250 * 10))
 
 # -- the guides' runnable blocks, against a dev network
-BASE=$((23000 + RANDOM % 2000 * 10))
+BASE=$((23000 + RANDOM % 900 * 10))
 NET="$tmp/net"
 "$bin/orderer" dev --dir "$NET" --base-port "$BASE" --demo 50 > "$tmp/dev.log" 2>&1 &
 dev_pid=$!

@@ -144,7 +144,7 @@ echo "check ok: monitoring dashboard PromQL parses ($(grep -o '[0-9]* rules foun
 
 # --- end to end ----------------------------------------------------------
 [ -x target/release/orderer ] || cargo build --release -q -p orderer
-port=$((23000 + RANDOM % 1500 * 10))
+port=$((23000 + RANDOM % 900 * 10))
 target/release/orderer dev --dir "$tmp/net" --base-port "$port" --demo 200 >"$tmp/dev.log" 2>&1 &
 dev_pid=$!
 for _ in $(seq 1 120); do

@@ -14,7 +14,7 @@ cleanup() {
 }
 trap cleanup EXIT
 cargo build --release -q -p orderer -p channels
-port=$((21000 + RANDOM % 2000 * 10))
+port=$((21000 + RANDOM % 1100 * 10))
 net="$dir/net"
 target/release/orderer dev --dir "$net" --base-port "$port" --demo 300 > "$dir/dev.log" 2>&1 &
 dev_pid=$!

@@ -79,6 +79,8 @@ pub struct BenchOptions {
     pub kill_primary_at: Option<f64>,
     /// The nodes' `consensus.pool_max` (default: the node's default).
     pub pool_max: Option<usize>,
+    /// The nodes' `consensus.cut_when_idle`.
+    pub cut_when_idle: bool,
 }
 
 /// Envelopes pre-signed for a closed-loop second (the cluster cannot take more).
@@ -538,6 +540,9 @@ pub async fn run(opts: BenchOptions) -> Result<String, String> {
     if let Some(p) = &pool_max {
         env.push(("ORDERER_CONSENSUS_POOL_MAX", p));
     }
+    if opts.cut_when_idle {
+        env.push(("ORDERER_CONSENSUS_CUT_WHEN_IDLE", "true"));
+    }
     let result = match spawn_nodes(&dev, &configs, &env).await {
         Ok(mut children) => {
             let result = measure(&opts, &dev, &mut children, &costs).await;
@@ -783,6 +788,7 @@ async fn measure(
         "nodes": n, "auth": auth, "env_bytes": opts.env_bytes, "duration_secs": opts.duration_secs,
         "load": opts.load.name(), "rate": rate, "offered_tps": offered_tps, "connections": phase.connections,
         "batch_size": batch_size, "window": window, "pool_max": opts.pool_max,
+        "cut_when_idle": opts.cut_when_idle,
         "calibration": calibration,
         "submitted": phase.attempts, "accepted": phase.accepted,
         "unavailable_503": phase.unavailable, "refused_other": phase.refused_other, "errors": phase.errors,

@@ -471,6 +471,8 @@ pub struct EpochContext {
     pub tick_ms: u64,
     pub pool_max: usize,
     pub sign_all_messages: bool,
+    /// `consensus.cut_when_idle`.
+    pub cut_when_idle: bool,
     pub verified: Arc<VerifiedCache>,
 }
 
@@ -693,6 +695,7 @@ impl EpochShell {
         let mut consensus =
             identity::consensus_config(config, ctx.me, record.epoch, record.base_hash, ctx.tick_ms, ctx.pool_max)?;
         consensus.epoch_base = record.base;
+        consensus.cut_when_idle = ctx.cut_when_idle;
         consensus.check().map_err(IdentityError::Config)?;
         let crypto = NodeCrypto::new(ctx.identity_for(config)?.key.clone(), config, ctx.me)?;
         // This node's own entry is its secret's public half: the same as the

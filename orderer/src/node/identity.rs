@@ -377,7 +377,8 @@ pub fn consensus_config(
         batch_bytes_max: batch.absolute_max_bytes.max(1) as usize,
         batch_bytes_preferred: batch.preferred_max_bytes.max(1) as usize,
         batch_timeout_ticks: ticks(batch.batch_timeout_ms),
-        cut_when_idle: true,
+        // The node's `consensus.cut_when_idle` decides (off by default).
+        cut_when_idle: false,
         forward_timeout_ticks: ticks(bft.request_forward_timeout_ms),
         complain_timeout_ticks: ticks(bft.request_complain_timeout_ms),
         view_change_timeout_ticks: ticks(bft.view_change_timeout_ms),

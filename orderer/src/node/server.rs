@@ -257,6 +257,7 @@ impl Node {
                 tick_ms: cfg.consensus.tick_ms,
                 pool_max: cfg.consensus.pool_max,
                 sign_all_messages: cfg.consensus.sign_all_messages,
+                cut_when_idle: cfg.consensus.cut_when_idle,
                 verified: verified.clone(),
             },
             &self.store,

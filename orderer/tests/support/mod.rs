@@ -15,10 +15,18 @@ use prost::Message;
 
 pub const CHANNEL: &str = "devchannel";
 
+/// Distinct per test process; node i uses base + 10i .. base + 10i + 4, and
+/// a second cluster of the process adds at most 5,000. Everything stays
+/// below 32768, where Linux picks the local ports of outgoing connections:
+/// a node whose port an outgoing connection took would never become ready.
+fn base_port() -> u16 {
+    10_000 + (std::process::id() % 1_000) as u16 * 10
+}
+
 /// A prepared dev network in a temporary folder, its nodes not started yet.
 pub fn network(dir: &Path, nodes: usize) -> Cluster {
     // Distinct per test process; node i uses base + 10i .. base + 10i + 4.
-    let base_port = 30_000 + (std::process::id() % 2_500) as u16 * 10;
+    let base_port = base_port();
     let opts = DevOptions {
         nodes,
         dir: dir.join("net"),
@@ -35,7 +43,7 @@ pub fn network(dir: &Path, nodes: usize) -> Cluster {
 /// [`network`] with the channel configuration's overrides, on ports offset
 /// by `port_offset` (two clusters in one test process).
 pub fn network_tuned(dir: &Path, nodes: usize, tuning: ChannelTuning, port_offset: u16) -> Cluster {
-    let base_port = 30_000 + (std::process::id() % 2_500) as u16 * 10;
+    let base_port = base_port();
     let opts = DevOptions {
         nodes,
         dir: dir.join("net"),
