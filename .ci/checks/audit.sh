@@ -72,7 +72,15 @@ lines[i] = json.dumps(r, separators=(",", ":"))
 open(sys.argv[2], "w").write("\n".join(lines) + "\n")
 PY
 expect_finding "a tampered record" "$dir/tampered.jsonl" "invalid signature"
-sed '4d' "$log" > "$dir/removed.jsonl"
+# A record from the middle (not the last: that would be a truncation).
+python3 - "$log" "$dir/removed.jsonl" <<'PY'
+import sys
+lines = open(sys.argv[1]).read().splitlines()
+records = list(range(1, len(lines) - 1))  # between the header and the end line
+assert len(records) >= 3, f"node 2 logged only {len(records)} records"
+del lines[records[len(records) // 2]]
+open(sys.argv[2], "w").write("\n".join(lines) + "\n")
+PY
 expect_finding "a removed record" "$dir/removed.jsonl" "gap: records"
 python3 - "$log" "$dir/logs/orderer3.jsonl" "$dir/forged.jsonl" <<'PY'
 import json, sys
